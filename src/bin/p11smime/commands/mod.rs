@@ -1,0 +1,34 @@
+//! One file per subcommand, and the small pieces they share.
+
+pub mod certs;
+pub mod decrypt;
+pub mod tokens;
+
+use crate::cli::{PinArgs, TokenArgs};
+use p11smime::pin::PinSource;
+use p11smime::token::{Module, TokenSelector};
+use p11smime::{Error, Result};
+use std::io::Write;
+
+/// Loads the module and parses the token selector.
+pub fn open_module(args: &TokenArgs) -> Result<(Module, Option<TokenSelector>)> {
+    let selector = args.token.as_deref().map(str::parse).transpose()?;
+    let module = Module::open(args.module.as_deref())?;
+    if args.verbose {
+        eprintln!("p11smime: module {}", module.path().display());
+    }
+    Ok((module, selector))
+}
+
+/// Parses `--pin`.
+pub fn pin_source(args: &PinArgs) -> Result<Option<PinSource>> {
+    args.pin.as_deref().map(str::parse).transpose()
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::io("cannot encode JSON", std::io::Error::other(e)))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))
+}

@@ -1,0 +1,37 @@
+//! The `p11smime` binary: parse arguments, call the library, map the error to an exit code.
+
+mod cli;
+mod commands;
+mod report;
+mod ui;
+
+use clap::Parser;
+use p11smime::error::exit;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let result = match cli.command {
+        cli::Command::Tokens(args) => commands::tokens::run(args),
+        cli::Command::Certs(args) => commands::certs::run(args),
+        cli::Command::Decrypt(args) => commands::decrypt::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report::print_error(&e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Certificates described for people and scripts: subject, issuer, serial, e-mail addresses, key
+//! usage, validity and where the key is (for `certs`, `--json` and error messages).
+
+use crate::cms::oids;
+use crate::keyops::KeyCertificate;
+use der::Decode;
+use der::asn1::Ia5String;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, SubjectAltName};
+
+/// One certificate, described.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertSummary {
+    pub subject: String,
+    pub issuer: String,
+    /// Serial number in upper-case hex.
+    pub serial: String,
+    pub emails: Vec<String>,
+    pub key_usage: Vec<String>,
+    pub extended_key_usage: Vec<String>,
+    pub not_before: String,
+    pub not_after: String,
+    pub expired: bool,
+    /// CKA_ID in lower-case hex.
+    pub id: String,
+    pub label: String,
+    pub key_label: Option<String>,
+    /// `true`/`false`, or `null` when the token hides private keys until login.
+    pub has_private_key: Option<bool>,
+}
+
+/// Describes a token certificate; `now` is seconds since the Unix epoch.
+pub fn summarize(kc: &KeyCertificate, now: u64) -> CertSummary {
+    let cert = &kc.certificate;
+    let tbs = &cert.tbs_certificate;
+    let not_after = tbs.validity.not_after.to_unix_duration().as_secs();
+    CertSummary {
+        subject: tbs.subject.to_string(),
+        issuer: tbs.issuer.to_string(),
+        serial: hex::encode_upper(tbs.serial_number.as_bytes()),
+        emails: emails(cert),
+        key_usage: key_usage(cert),
+        extended_key_usage: extended_key_usage(cert),
+        not_before: tbs.validity.not_before.to_date_time().to_string(),
+        not_after: tbs.validity.not_after.to_date_time().to_string(),
+        expired: not_after < now,
+        id: hex::encode(&kc.id),
+        label: kc.label.clone(),
+        key_label: kc.key_label.clone(),
+        has_private_key: kc.has_private_key,
+    }
+}
+
+fn extension<'c>(cert: &'c Certificate, oid: &const_oid::ObjectIdentifier) -> Option<&'c [u8]> {
+    cert.tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == *oid)
+        .map(|e| e.extn_value.as_bytes())
+}
+
+/// E-mail addresses from the subjectAltName and the subject's emailAddress attribute.
+pub fn emails(cert: &Certificate) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(san) =
+        extension(cert, &oids::EXT_SUBJECT_ALT_NAME).and_then(|v| SubjectAltName::from_der(v).ok())
+    {
+        for name in san.0 {
+            if let GeneralName::Rfc822Name(mail) = name {
+                out.push(mail.to_string());
+            }
+        }
+    }
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid != oids::EMAIL_ADDRESS {
+                continue;
+            }
+            if let Ok(mail) = atv.value.decode_as::<Ia5String>() {
+                let mail = mail.to_string();
+                if !out.contains(&mail) {
+                    out.push(mail);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// keyUsage bits by their RFC 5280 names.
+pub fn key_usage(cert: &Certificate) -> Vec<String> {
+    let Some(ku) = extension(cert, &oids::EXT_KEY_USAGE).and_then(|v| KeyUsage::from_der(v).ok())
+    else {
+        return Vec::new();
+    };
+    let names = [
+        (ku.digital_signature(), "digitalSignature"),
+        (ku.non_repudiation(), "nonRepudiation"),
+        (ku.key_encipherment(), "keyEncipherment"),
+        (ku.data_encipherment(), "dataEncipherment"),
+        (ku.key_agreement(), "keyAgreement"),
+        (ku.key_cert_sign(), "keyCertSign"),
+        (ku.crl_sign(), "cRLSign"),
+        (ku.encipher_only(), "encipherOnly"),
+        (ku.decipher_only(), "decipherOnly"),
+    ];
+    names
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, n)| (*n).to_string())
+        .collect()
+}
+
+/// extendedKeyUsage purposes, by name where well known.
+pub fn extended_key_usage(cert: &Certificate) -> Vec<String> {
+    let Some(eku) = extension(cert, &oids::EXT_EXTENDED_KEY_USAGE)
+        .and_then(|v| ExtendedKeyUsage::from_der(v).ok())
+    else {
+        return Vec::new();
+    };
+    eku.0
+        .iter()
+        .map(|oid| match oid.to_string().as_str() {
+            "1.3.6.1.5.5.7.3.4" => "emailProtection".to_string(),
+            "1.3.6.1.5.5.7.3.2" => "clientAuth".to_string(),
+            "1.3.6.1.5.5.7.3.1" => "serverAuth".to_string(),
+            "1.3.6.1.5.5.7.3.3" => "codeSigning".to_string(),
+            "1.3.6.1.4.1.311.20.2.2" => "smartcardLogon".to_string(),
+            "2.5.29.37.0" => "anyExtendedKeyUsage".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}

@@ -1,0 +1,289 @@
+//! Recipient infos: who a message is encrypted to, whether a certificate is one of them, and
+//! unwrapping the content-encryption key through [`KeyBackend`].
+//!
+//! Recipient infos are small, so each is normalised to DER and decoded with the `cms` types.
+
+use crate::cms::ber::{Element, Reader, Tag};
+use crate::cms::oaep;
+use crate::cms::oids;
+use crate::error::{Error, Result};
+use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding};
+use cms::enveloped_data::{RecipientIdentifier, RecipientInfo};
+use const_oid::ObjectIdentifier;
+use der::{Decode, Encode};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::SubjectKeyIdentifier;
+use x509_cert::name::Name;
+use zeroize::Zeroizing;
+
+/// How a recipient is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientId {
+    IssuerSerial { issuer: Name, serial: Vec<u8> },
+    KeyId(Vec<u8>),
+}
+
+impl std::fmt::Display for RecipientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecipientId::IssuerSerial { issuer, serial } => {
+                write!(f, "issuer {issuer}, serial {}", hex::encode_upper(serial))
+            }
+            RecipientId::KeyId(id) => write!(f, "subject key id {}", hex::encode_upper(id)),
+        }
+    }
+}
+
+/// How the content-encryption key was wrapped for this recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyWrap {
+    Rsa(RsaPadding),
+    /// A recipient kind we list but cannot open (key agreement, KEK, password, other).
+    Unsupported(String),
+}
+
+/// One recipient of an enveloped message.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub id: Option<RecipientId>,
+    pub wrap: KeyWrap,
+    pub encrypted_key: Vec<u8>,
+}
+
+impl Recipient {
+    /// A one-line description for messages and `--verbose`.
+    pub fn describe(&self) -> String {
+        let alg = match &self.wrap {
+            KeyWrap::Rsa(RsaPadding::Pkcs1v15) => "RSA PKCS#1 v1.5".to_string(),
+            KeyWrap::Rsa(RsaPadding::Oaep { hash, label, .. }) => format!(
+                "RSA-OAEP {}{}",
+                hash.name(),
+                if label.is_empty() { "" } else { " with label" }
+            ),
+            KeyWrap::Unsupported(what) => what.clone(),
+        };
+        match &self.id {
+            Some(id) => format!("{id} ({alg})"),
+            None => alg,
+        }
+    }
+
+    /// True when `cert` is the certificate this recipient names.
+    pub fn matches(&self, cert: &Certificate) -> bool {
+        match &self.id {
+            Some(RecipientId::IssuerSerial { issuer, serial }) => {
+                let tbs = &cert.tbs_certificate;
+                tbs.issuer == *issuer
+                    && strip_zeros(tbs.serial_number.as_bytes()) == strip_zeros(serial)
+            }
+            Some(RecipientId::KeyId(id)) => subject_key_id(cert).as_deref() == Some(id.as_slice()),
+            None => false,
+        }
+    }
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|x| **x == 0).count();
+    &b[n..]
+}
+
+/// The subjectKeyIdentifier extension of a certificate, if it has one.
+pub fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
+    cert.tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == oids::EXT_SUBJECT_KEY_ID)
+        .and_then(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()).ok())
+        .map(|ski| ski.0.as_bytes().to_vec())
+}
+
+/// Reads the RecipientInfos SET.
+pub fn parse_recipients(set: &Element<'_>) -> Result<Vec<Recipient>> {
+    if !set.tag.is_universal(Tag::SET) {
+        return Err(Error::BadInput(
+            "malformed CMS data: the recipient list is missing".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for ri in set.children()? {
+        let der = ri?.to_der()?;
+        let info = RecipientInfo::from_der(&der)
+            .map_err(|e| Error::BadInput(format!("malformed recipient info: {e}")))?;
+        out.push(from_info(info)?);
+    }
+    if out.is_empty() {
+        return Err(Error::BadInput("the message names no recipients".into()));
+    }
+    Ok(out)
+}
+
+fn from_info(info: RecipientInfo) -> Result<Recipient> {
+    let unsupported = |what: &str| Recipient {
+        id: None,
+        wrap: KeyWrap::Unsupported(what.into()),
+        encrypted_key: Vec::new(),
+    };
+    Ok(match info {
+        RecipientInfo::Ktri(ktri) => {
+            let id = match ktri.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(ias) => RecipientId::IssuerSerial {
+                    issuer: ias.issuer,
+                    serial: ias.serial_number.as_bytes().to_vec(),
+                },
+                RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+                    RecipientId::KeyId(ski.0.as_bytes().to_vec())
+                }
+            };
+            let wrap = match rsa_padding(&ktri.key_enc_alg) {
+                Ok(p) => KeyWrap::Rsa(p),
+                Err(Error::Unsupported(what)) => KeyWrap::Unsupported(what),
+                Err(e) => return Err(e),
+            };
+            Recipient {
+                id: Some(id),
+                wrap,
+                encrypted_key: ktri.enc_key.as_bytes().to_vec(),
+            }
+        }
+        RecipientInfo::Kari(_) => unsupported("key agreement (ECDH)"),
+        RecipientInfo::Kekri(_) => unsupported("a pre-shared key (KEK)"),
+        RecipientInfo::Pwri(_) => unsupported("a password"),
+        RecipientInfo::Ori(_) => unsupported("another recipient type"),
+    })
+}
+
+fn hash_from_oid(oid: &ObjectIdentifier) -> Result<HashAlg> {
+    Ok(match *oid {
+        o if o == oids::SHA1 => HashAlg::Sha1,
+        o if o == oids::SHA224 => HashAlg::Sha224,
+        o if o == oids::SHA256 => HashAlg::Sha256,
+        o if o == oids::SHA384 => HashAlg::Sha384,
+        o if o == oids::SHA512 => HashAlg::Sha512,
+        o => return Err(Error::Unsupported(format!("digest {o} in RSA-OAEP"))),
+    })
+}
+
+/// The RSA padding a key-transport AlgorithmIdentifier names.
+fn rsa_padding(alg: &AlgorithmIdentifierOwned) -> Result<RsaPadding> {
+    if alg.oid == oids::RSA_ENCRYPTION {
+        return Ok(RsaPadding::Pkcs1v15);
+    }
+    if alg.oid != oids::RSAES_OAEP {
+        return Err(Error::Unsupported(format!(
+            "key transport {}",
+            oids::name(&alg.oid)
+        )));
+    }
+    let mut hash = HashAlg::Sha1;
+    let mut mgf_hash = HashAlg::Sha1;
+    let mut label = Vec::new();
+    let params = match &alg.parameters {
+        Some(p) if der::Tagged::tag(p) != der::Tag::Null => p.to_der().map_err(|_| bad_oaep())?,
+        _ => Vec::new(),
+    };
+    if !params.is_empty() {
+        let seq = Reader::new(&params).read("OAEP parameters")?;
+        for field in seq.children()? {
+            let field = field?;
+            // Each field is [n] EXPLICIT; its single child is the value.
+            let inner = field.children()?.read("an OAEP parameter")?;
+            match field.tag.number {
+                0 => hash = hash_from_oid(&alg_oid(&inner)?)?,
+                1 => {
+                    let mut mgf = inner.children()?;
+                    if crate::cms::content::read_oid(&mut mgf)? != oids::MGF1 {
+                        return Err(Error::Unsupported(
+                            "an OAEP mask function other than MGF1".into(),
+                        ));
+                    }
+                    mgf_hash = hash_from_oid(&alg_oid(&mgf.read("MGF1 digest")?)?)?;
+                }
+                2 => {
+                    let mut src = inner.children()?;
+                    if crate::cms::content::read_oid(&mut src)? != oids::P_SPECIFIED {
+                        return Err(bad_oaep());
+                    }
+                    label = src.read("OAEP label")?.octets()?;
+                }
+                _ => return Err(bad_oaep()),
+            }
+        }
+    }
+    Ok(RsaPadding::Oaep {
+        hash,
+        mgf_hash,
+        label,
+    })
+}
+
+fn alg_oid(alg: &Element<'_>) -> Result<ObjectIdentifier> {
+    crate::cms::content::read_oid(&mut alg.children()?)
+}
+
+fn bad_oaep() -> Error {
+    Error::BadInput("malformed RSA-OAEP parameters".into())
+}
+
+/// Unwraps the content-encryption key of `recipient` with the private key `key_id`.
+///
+/// Where the backend refuses the OAEP parameters, the raw RSA operation runs on the key and the
+/// padding is removed in software. Every failure of the key itself is the same
+/// [`Error::DecryptFailed`].
+pub fn unwrap_key(
+    backend: &mut dyn KeyBackend,
+    key_id: &[u8],
+    recipient: &Recipient,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let KeyWrap::Rsa(padding) = &recipient.wrap else {
+        return Err(Error::Unsupported(format!(
+            "this message is encrypted with {}, which is not supported yet",
+            recipient.describe()
+        )));
+    };
+    match backend.rsa_decrypt(key_id, padding, &recipient.encrypted_key) {
+        Ok(cek) => Ok(cek),
+        Err(KeyError::Unsupported(_)) => {
+            let RsaPadding::Oaep {
+                hash,
+                mgf_hash,
+                label,
+            } = padding
+            else {
+                return Err(Error::Unsupported(
+                    "the token cannot do RSA PKCS#1 v1.5 decryption".into(),
+                ));
+            };
+            let em = backend
+                .rsa_raw(key_id, &recipient.encrypted_key)
+                .map_err(key_error)?;
+            oaep::decode(&em, *hash, *mgf_hash, label).ok_or(Error::DecryptFailed)
+        }
+        Err(e) => Err(key_error(e)),
+    }
+}
+
+fn key_error(e: KeyError) -> Error {
+    match e {
+        KeyError::Backend(e) => e,
+        KeyError::Failed => Error::DecryptFailed,
+        KeyError::Unsupported(what) => {
+            Error::Unsupported(format!("the token does not support {what}"))
+        }
+    }
+}
+
+/// Pairs each recipient with the certificates that match it, in recipient order.
+pub fn match_certificates<'c>(
+    recipients: &[Recipient],
+    certs: &'c [KeyCertificate],
+) -> Vec<(usize, &'c KeyCertificate)> {
+    let mut out = Vec::new();
+    for (i, r) in recipients.iter().enumerate() {
+        for c in certs.iter().filter(|c| r.matches(&c.certificate)) {
+            out.push((i, c));
+        }
+    }
+    out
+}

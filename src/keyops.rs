@@ -1,0 +1,108 @@
+//! The seam between the CMS logic and wherever private keys live.
+//!
+//! `cms/` sees keys only through [`KeyBackend`]: a list of certificates (readable without a PIN)
+//! and private-key operations addressed by the certificate's key id. The PKCS#11 token implements
+//! it in `token/`; unit tests implement it with software keys. A backend logs in (and asks for a
+//! PIN) only when a private-key operation is first requested, which is what lets callers match
+//! recipients before any PIN attempt is spent.
+
+use thiserror::Error;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// Digest algorithms the CMS layer names to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "SHA-1",
+            HashAlg::Sha224 => "SHA-224",
+            HashAlg::Sha256 => "SHA-256",
+            HashAlg::Sha384 => "SHA-384",
+            HashAlg::Sha512 => "SHA-512",
+        }
+    }
+}
+
+/// RSA decryption padding, as a CMS recipient info names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RsaPadding {
+    Pkcs1v15,
+    /// RSAES-OAEP with MGF1; the MGF1 digest may differ from the label digest.
+    Oaep {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        label: Vec<u8>,
+    },
+}
+
+/// One certificate a backend holds, with the id that addresses its private key.
+#[derive(Debug, Clone)]
+pub struct KeyCertificate {
+    pub certificate: Certificate,
+    /// The DER the certificate was read from.
+    pub der: Vec<u8>,
+    /// Backend-specific key id (CKA_ID on a PKCS#11 token).
+    pub id: Vec<u8>,
+    /// Human label (CKA_LABEL of the certificate).
+    pub label: String,
+    /// Whether a private key with the same id is present; `None` when that cannot be known
+    /// before logging in (the token hides private objects until then).
+    pub has_private_key: Option<bool>,
+    /// The private key's own label, when it is visible (it often differs from the certificate's).
+    pub key_label: Option<String>,
+}
+
+/// Why a private-key operation failed. The variants matter to callers: `Unsupported` lets the
+/// CMS layer fall back to raw RSA, `Failed` is the uniform "this key did not open it".
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The backend cannot do this operation with these parameters (e.g. a token without OAEP
+    /// SHA-256); the caller may try another way.
+    #[error("the key backend does not support {0}")]
+    Unsupported(String),
+    /// The operation ran and failed (wrong key, bad padding): deliberately without detail.
+    #[error("the private-key operation failed")]
+    Failed,
+    /// Anything else (login, PIN, device): passed up unchanged.
+    #[error(transparent)]
+    Backend(#[from] crate::Error),
+}
+
+/// What the CMS layer needs from a key store.
+pub trait KeyBackend {
+    /// Every certificate the backend holds, including expired ones. Needs no PIN.
+    fn certificates(&mut self) -> Result<Vec<KeyCertificate>, crate::Error>;
+
+    /// Decrypts `ciphertext` with the private key `key_id` and the given padding.
+    fn rsa_decrypt(
+        &mut self,
+        key_id: &[u8],
+        padding: &RsaPadding,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+
+    /// The raw RSA private operation (`c^d mod n`), left-padded to the modulus length. Used
+    /// when [`KeyBackend::rsa_decrypt`] reports `Unsupported` for OAEP parameters.
+    fn rsa_raw(&mut self, key_id: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+}

@@ -1,0 +1,189 @@
+//! Finding the CMS object in whatever the user hands us: DER/BER, PEM, bare base64, or a whole
+//! RFC 5322 message or MIME entity carrying `application/pkcs7-mime` (as its body or as an
+//! `smime.p7m` attachment anywhere inside a multipart).
+
+use crate::error::{Error, Result};
+use base64::Engine;
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use std::borrow::Cow;
+
+/// What form the input arrived in, for `--verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputForm {
+    Der,
+    Pem,
+    Base64,
+    Mime,
+}
+
+/// The CMS bytes found in an input.
+#[derive(Debug)]
+pub struct Found<'a> {
+    pub form: InputForm,
+    pub cms: Cow<'a, [u8]>,
+}
+
+/// Finds the CMS object in `input`.
+pub fn find_cms(input: &[u8]) -> Result<Found<'_>> {
+    if input.is_empty() {
+        return Err(Error::BadInput("the input is empty".into()));
+    }
+    if input[0] == 0x30 {
+        return Ok(Found {
+            form: InputForm::Der,
+            cms: Cow::Borrowed(input),
+        });
+    }
+    let trimmed = trim_ascii_start(input);
+    if trimmed.starts_with(b"-----BEGIN ") {
+        return Ok(Found {
+            form: InputForm::Pem,
+            cms: Cow::Owned(pem_body(trimmed)?),
+        });
+    }
+    if let Some(der) = bare_base64(trimmed) {
+        return Ok(Found {
+            form: InputForm::Base64,
+            cms: Cow::Owned(der),
+        });
+    }
+    Ok(Found {
+        form: InputForm::Mime,
+        cms: Cow::Owned(from_mime(input)?),
+    })
+}
+
+fn trim_ascii_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    &b[n..]
+}
+
+fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
+    let clean: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .ok()
+}
+
+fn pem_body(text: &[u8]) -> Result<Vec<u8>> {
+    let bad = || Error::BadInput("the PEM input is malformed (no END line or bad base64)".into());
+    let body_start = text.iter().position(|c| *c == b'\n').ok_or_else(bad)? + 1;
+    let rest = &text[body_start..];
+    let end = rest
+        .windows(9)
+        .position(|w| w == b"-----END ")
+        .ok_or_else(bad)?;
+    let der = decode_base64(&rest[..end]).ok_or_else(bad)?;
+    if der.first() != Some(&0x30) {
+        return Err(Error::BadInput(
+            "the PEM input does not hold CMS data".into(),
+        ));
+    }
+    Ok(der)
+}
+
+/// Base64 with nothing else around it that decodes to a DER SEQUENCE.
+fn bare_base64(text: &[u8]) -> Option<Vec<u8>> {
+    let is_b64 = |c: &u8| {
+        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') || c.is_ascii_whitespace()
+    };
+    if !text.iter().all(is_b64) {
+        return None;
+    }
+    decode_base64(text).filter(|d| d.first() == Some(&0x30))
+}
+
+fn is_smime_part(part: &mail_parser::MessagePart<'_>) -> bool {
+    let by_type = part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("application")
+            && ct.subtype().is_some_and(|s| {
+                s.eq_ignore_ascii_case("pkcs7-mime") || s.eq_ignore_ascii_case("x-pkcs7-mime")
+            })
+    });
+    let by_name = part
+        .attachment_name()
+        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".p7m"));
+    by_type || by_name
+}
+
+fn from_mime(input: &[u8]) -> Result<Vec<u8>> {
+    let not_smime = || {
+        Error::BadInput(
+            "the input is not CMS data and not a mail message with an S/MIME part \
+             (application/pkcs7-mime or an smime.p7m attachment)"
+                .into(),
+        )
+    };
+    let message = MessageParser::default()
+        .parse(input)
+        .ok_or_else(not_smime)?;
+    let part = message
+        .parts
+        .iter()
+        .find(|p| is_smime_part(p))
+        .ok_or_else(not_smime)?;
+    let body = match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+        PartType::Text(t) => t.as_bytes().to_vec(),
+        _ => return Err(not_smime()),
+    };
+    // A part sent without a transfer encoding header but holding base64 text.
+    if body.first() == Some(&0x30) {
+        Ok(body)
+    } else {
+        bare_base64(trim_ascii_start(&body)).ok_or_else(|| {
+            Error::BadInput("the S/MIME part of the message does not hold CMS data".into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DER: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x00];
+
+    #[test]
+    fn der_pem_and_base64_are_recognised() {
+        assert_eq!(find_cms(DER).unwrap().form, InputForm::Der);
+        let pem = b"-----BEGIN PKCS7-----\nMAMCAQA=\n-----END PKCS7-----\n";
+        let found = find_cms(pem).unwrap();
+        assert_eq!((found.form, &*found.cms), (InputForm::Pem, DER));
+        let found = find_cms(b"  MAMCAQA=\r\n").unwrap();
+        assert_eq!((found.form, &*found.cms), (InputForm::Base64, DER));
+    }
+
+    #[test]
+    fn smime_body_and_attachment_are_found_with_lf_and_crlf() {
+        let body = "From: a@example.test\nTo: b@example.test\nSubject: x\nMIME-Version: 1.0\n\
+            Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n\
+            Content-Transfer-Encoding: base64\n\nMAMCAQA=\n";
+        let attached = "From: a@example.test\nMIME-Version: 1.0\n\
+            Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nhello\n\
+            --b1\nContent-Type: application/octet-stream\n\
+            Content-Disposition: attachment; filename=\"smime.p7m\"\n\
+            Content-Transfer-Encoding: base64\n\nMAMCAQA=\n--b1--\n";
+        for text in [body, attached] {
+            for msg in [text.to_string(), text.replace('\n', "\r\n")] {
+                let found = find_cms(msg.as_bytes()).unwrap();
+                assert_eq!((found.form, &*found.cms), (InputForm::Mime, DER));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_mail_and_garbage_are_refused() {
+        let plain = b"From: a@example.test\nSubject: hi\n\nnothing here\n";
+        assert!(matches!(find_cms(plain), Err(Error::BadInput(_))));
+        assert!(matches!(find_cms(b""), Err(Error::BadInput(_))));
+        assert!(matches!(
+            find_cms(b"-----BEGIN PKCS7-----\n!!!\n"),
+            Err(Error::BadInput(_))
+        ));
+    }
+}

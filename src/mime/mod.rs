@@ -1,0 +1,3 @@
+//! Mail without crypto: recognising S/MIME in whatever input arrives.
+
+pub mod detect;

@@ -1,0 +1,129 @@
+//! The operations users name, over bytes: decrypt (more to come). Here the pieces meet: input
+//! detection, the envelope, token choice by recipient, and the key backend.
+
+use crate::cms::envelope::Envelope;
+use crate::cms::{self, DecryptReport, KeyChoice};
+use crate::error::{Error, Result};
+use crate::keyops::{KeyBackend, KeyCertificate};
+use crate::mime::detect::{self, InputForm};
+use crate::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use std::io::Write;
+
+/// What a decryption found and used.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecryptOutcome {
+    pub input_form: InputForm,
+    /// The token that opened it, as "label (serial ...)"; empty for software backends.
+    pub token: String,
+    #[serde(flatten)]
+    pub report: DecryptReport,
+}
+
+/// Token-side choices for [`decrypt`].
+pub struct DecryptRequest<'a> {
+    pub token: Option<&'a TokenSelector>,
+    pub key: Option<&'a KeySelector>,
+    pub login: LoginOptions<'a>,
+}
+
+/// Decrypts `input` (CMS in any form, or a mail message) with a key on a token of `module`,
+/// writing the content to `out`.
+///
+/// The token is the one selected, else the one holding a certificate that matches a recipient.
+/// No PIN is asked until a matching certificate has been found.
+pub fn decrypt(
+    module: &Module,
+    input: &[u8],
+    request: &DecryptRequest<'_>,
+    out: &mut dyn Write,
+) -> Result<DecryptOutcome> {
+    let found = detect::find_cms(input)?;
+    let envelope = Envelope::parse(&found.cms)?;
+    let callbacks = request.login.callbacks;
+    callbacks.verbose(&format!(
+        "input: {:?}, {} recipient(s), content cipher {}",
+        found.form,
+        envelope.recipients.len(),
+        envelope.cipher.name()
+    ));
+    for r in &envelope.recipients {
+        callbacks.verbose(&format!("recipient: {}", r.describe()));
+    }
+
+    let tokens = module.candidate_tokens(request.token)?;
+    let mut all_certs: Vec<KeyCertificate> = Vec::new();
+    for info in &tokens {
+        let mut token = module.open_token(info, request.login)?;
+        let certs = token.read_certificates()?;
+        callbacks.verbose(&format!(
+            "token {}: {} certificate(s)",
+            info.display_name(),
+            certs.len()
+        ));
+        let usable = select_keys(&envelope, &certs, request.key);
+        if usable {
+            let report = decrypt_with(&envelope, &mut token, &certs, request.key, out)?;
+            return Ok(DecryptOutcome {
+                input_form: found.form,
+                token: info.display_name(),
+                report,
+            });
+        }
+        all_certs.extend(certs);
+    }
+    match request.key {
+        Some(_) => Err(Error::KeyNotFound(
+            "no certificate on the token matches --key; `p11smime certs` lists labels and ids"
+                .into(),
+        )),
+        None => Err(cms::no_match(&envelope, &all_certs)),
+    }
+}
+
+/// Whether this token's certificates can open the envelope under the user's key choice.
+fn select_keys(env: &Envelope<'_>, certs: &[KeyCertificate], key: Option<&KeySelector>) -> bool {
+    match key {
+        Some(sel) => certs.iter().any(|c| sel.matches(c)),
+        None => cms::recipient::match_certificates(&env.recipients, certs)
+            .iter()
+            .any(|(_, c)| c.has_private_key != Some(false)),
+    }
+}
+
+fn decrypt_with(
+    env: &Envelope<'_>,
+    backend: &mut dyn KeyBackend,
+    certs: &[KeyCertificate],
+    key: Option<&KeySelector>,
+    out: &mut dyn Write,
+) -> Result<DecryptReport> {
+    match key {
+        Some(sel) => {
+            let ids: Vec<Vec<u8>> = certs
+                .iter()
+                .filter(|c| sel.matches(c))
+                .map(|c| c.id.clone())
+                .collect();
+            cms::decrypt_envelope(env, backend, certs, KeyChoice::Forced(&ids), out)
+        }
+        None => cms::decrypt_envelope(env, backend, certs, KeyChoice::Matching, out),
+    }
+}
+
+/// Decrypts `input` with any [`KeyBackend`] (software keys, another store): the same path as
+/// [`decrypt`] without token selection.
+pub fn decrypt_with_backend(
+    input: &[u8],
+    backend: &mut dyn KeyBackend,
+    out: &mut dyn Write,
+) -> Result<DecryptOutcome> {
+    let found = detect::find_cms(input)?;
+    let envelope = Envelope::parse(&found.cms)?;
+    let certs = backend.certificates()?;
+    let report = cms::decrypt_envelope(&envelope, backend, &certs, KeyChoice::Matching, out)?;
+    Ok(DecryptOutcome {
+        input_form: found.form,
+        token: String::new(),
+        report,
+    })
+}

@@ -1,0 +1,247 @@
+//! A token as a [`KeyBackend`]: certificates without a PIN, private-key operations after one
+//! login, performed lazily on the first operation that needs it.
+
+use super::login::{self, pkcs11_error};
+use super::{TokenInfo, objects};
+use crate::error::{Error, PinFlags, Result};
+use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding};
+use crate::pin::{Callbacks, PinSource};
+use cryptoki::context::Pkcs11;
+use cryptoki::error::RvError;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+/// How to log in when a private-key operation first needs it.
+#[derive(Clone, Copy)]
+pub struct LoginOptions<'c> {
+    pub pin: Option<&'c PinSource>,
+    pub force_final_try: bool,
+    pub callbacks: &'c dyn Callbacks,
+}
+
+/// An open session on one token.
+pub struct Token<'c> {
+    ctx: Pkcs11,
+    slot: Slot,
+    session: Session,
+    info: TokenInfo,
+    options: LoginOptions<'c>,
+    logged_in: bool,
+    /// Kept for context-specific logins (CKA_ALWAYS_AUTHENTICATE keys) within this run, so the
+    /// PIN is read once; zeroized on drop.
+    pin: Option<SecretString>,
+}
+
+impl<'c> Token<'c> {
+    pub(super) fn open(ctx: &Pkcs11, info: TokenInfo, options: LoginOptions<'c>) -> Result<Self> {
+        let slot = Slot::try_from(info.slot_id).map_err(|_| Error::Token("bad slot id".into()))?;
+        let session = ctx.open_ro_session(slot).map_err(|e| pkcs11_error(&e))?;
+        Ok(Token {
+            ctx: ctx.clone(),
+            slot,
+            session,
+            info,
+            options,
+            logged_in: false,
+            pin: None,
+        })
+    }
+
+    /// What the token said about itself when it was selected.
+    pub fn info(&self) -> &TokenInfo {
+        &self.info
+    }
+
+    fn fresh_flags(&self) -> PinFlags {
+        self.ctx
+            .get_token_info(self.slot)
+            .map(|t| PinFlags {
+                count_low: t.user_pin_count_low(),
+                final_try: t.user_pin_final_try(),
+                locked: t.user_pin_locked(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Logs in once, with every safety check; later calls do nothing.
+    pub fn ensure_login(&mut self) -> Result<()> {
+        if self.logged_in || !self.info.login_required {
+            return Ok(());
+        }
+        let flags = self.fresh_flags();
+        let info = TokenInfo {
+            pin_count_low: flags.count_low,
+            pin_final_try: flags.final_try,
+            pin_locked: flags.locked,
+            ..self.info.clone()
+        };
+        login::preflight(&info, self.options.force_final_try, self.options.callbacks)?;
+        let source = login::effective_source(self.options.pin, &info);
+        let pin = login::obtain_pin(&source, &info, self.options.callbacks)?;
+        self.options
+            .callbacks
+            .verbose(&format!("logging in to {}", info.display_name()));
+        login::login(&self.session, UserType::User, pin.as_ref(), || {
+            self.fresh_flags()
+        })?;
+        self.pin = pin;
+        self.logged_in = true;
+        Ok(())
+    }
+
+    /// Every certificate; whether private keys are visible depends on the login state.
+    pub fn read_certificates(&self) -> Result<Vec<KeyCertificate>> {
+        objects::certificates(&self.session, self.logged_in || !self.info.login_required)
+    }
+
+    fn private_key(&mut self, id: &[u8]) -> Result<ObjectHandle> {
+        self.ensure_login()?;
+        let found = self
+            .session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id.to_vec()),
+            ])
+            .map_err(|e| pkcs11_error(&e))?;
+        let handle = found.first().copied().ok_or_else(|| {
+            Error::KeyNotFound(format!(
+                "the token {} has no private key with id {}",
+                self.info.display_name(),
+                hex::encode(id)
+            ))
+        })?;
+        self.context_login_if_needed(handle)?;
+        Ok(handle)
+    }
+
+    /// Keys marked CKA_ALWAYS_AUTHENTICATE want the PIN again right before each use.
+    fn context_login_if_needed(&self, key: ObjectHandle) -> Result<()> {
+        let always = self
+            .session
+            .get_attributes(key, &[AttributeType::AlwaysAuthenticate])
+            .ok()
+            .and_then(|attrs| {
+                attrs.into_iter().find_map(|a| match a {
+                    Attribute::AlwaysAuthenticate(b) => Some(b),
+                    _ => None,
+                })
+            })
+            .unwrap_or(false);
+        if always {
+            login::login(
+                &self.session,
+                UserType::ContextSpecific,
+                self.pin.as_ref(),
+                || self.fresh_flags(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn decrypt(
+        &mut self,
+        id: &[u8],
+        mechanism: &Mechanism<'_>,
+        data: &[u8],
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+        let key = self.private_key(id)?;
+        match self.session.decrypt(mechanism, key, data) {
+            Ok(plain) => Ok(Zeroizing::new(plain)),
+            Err(cryptoki::error::Error::Pkcs11(
+                RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::DataInvalid
+                | RvError::DataLenRange,
+                _,
+            )) => Err(KeyError::Failed),
+            Err(e) => Err(KeyError::Backend(pkcs11_error(&e))),
+        }
+    }
+}
+
+fn mechanism_for(hash: HashAlg) -> (MechanismType, PkcsMgfType) {
+    match hash {
+        HashAlg::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+        HashAlg::Sha224 => (MechanismType::SHA224, PkcsMgfType::MGF1_SHA224),
+        HashAlg::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        HashAlg::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        HashAlg::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    }
+}
+
+impl KeyBackend for Token<'_> {
+    fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
+        self.read_certificates()
+    }
+
+    fn rsa_decrypt(
+        &mut self,
+        key_id: &[u8],
+        padding: &RsaPadding,
+        ciphertext: &[u8],
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+        match padding {
+            RsaPadding::Pkcs1v15 => self.decrypt(key_id, &Mechanism::RsaPkcs, ciphertext),
+            RsaPadding::Oaep {
+                hash,
+                mgf_hash,
+                label,
+            } => {
+                let (hash_mech, _) = mechanism_for(*hash);
+                let (_, mgf) = mechanism_for(*mgf_hash);
+                let source = if label.is_empty() {
+                    PkcsOaepSource::empty()
+                } else {
+                    PkcsOaepSource::data_specified(label)
+                };
+                let mech = Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash_mech, mgf, source));
+                match self.decrypt(key_id, &mech, ciphertext) {
+                    // Modules refuse OAEP parameters they lack in several ways (SoftHSM2 2.6:
+                    // ArgumentsBad for SHA-256, GeneralError for a label). Any of them sends the
+                    // caller to the raw-RSA fallback, which fails uniformly if the key is wrong.
+                    Err(KeyError::Backend(Error::Pkcs11 { rv, .. }))
+                        if [
+                            "CKR_MECHANISM_INVALID",
+                            "CKR_MECHANISM_PARAM_INVALID",
+                            "CKR_ARGUMENTS_BAD",
+                            "CKR_GENERAL_ERROR",
+                            "CKR_FUNCTION_NOT_SUPPORTED",
+                            "CKR_KEY_TYPE_INCONSISTENT",
+                        ]
+                        .contains(&rv.as_str()) =>
+                    {
+                        self.options.callbacks.verbose(&format!(
+                            "the token refused RSA-OAEP {} ({rv}); using raw RSA with OAEP decoding in software",
+                            hash.name()
+                        ));
+                        Err(KeyError::Unsupported(format!(
+                            "RSA-OAEP with {}",
+                            hash.name()
+                        )))
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn rsa_raw(
+        &mut self,
+        key_id: &[u8],
+        input: &[u8],
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+        let out = self.decrypt(key_id, &Mechanism::RsaX509, input)?;
+        // Left-pad to the modulus length (the ciphertext's length in CMS).
+        if out.len() >= input.len() {
+            return Ok(out);
+        }
+        let mut padded = Zeroizing::new(vec![0u8; input.len() - out.len()]);
+        padded.extend_from_slice(&out);
+        Ok(padded)
+    }
+}

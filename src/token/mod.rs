@@ -1,0 +1,195 @@
+//! PKCS#11 through `cryptoki`, knowing nothing of CMS: load a module, list and select tokens,
+//! log in safely, read certificates and run private-key operations (see [`Token`]).
+
+mod key;
+mod login;
+pub mod module;
+mod objects;
+pub mod uri;
+
+pub use key::{LoginOptions, Token};
+pub use objects::KeySelector;
+
+use crate::error::{Error, Result};
+use cryptoki::context::Pkcs11;
+use cryptoki::slot::Slot;
+use std::path::{Path, PathBuf};
+use uri::Pkcs11Uri;
+
+/// A loaded, initialised PKCS#11 module.
+pub struct Module {
+    ctx: Pkcs11,
+    path: PathBuf,
+}
+
+/// What a token says about itself, read without logging in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub slot_id: u64,
+    pub slot_description: String,
+    pub label: String,
+    pub serial: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub initialized: bool,
+    pub login_required: bool,
+    pub protected_authentication_path: bool,
+    pub pin_count_low: bool,
+    pub pin_final_try: bool,
+    pub pin_locked: bool,
+}
+
+impl TokenInfo {
+    /// "label (serial S)" for messages.
+    pub fn display_name(&self) -> String {
+        format!("'{}' (serial {})", self.label, self.serial)
+    }
+}
+
+/// How the user named a token (`--token`): a label, a serial, or a `pkcs11:` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    LabelOrSerial(String),
+    Uri(Pkcs11Uri),
+}
+
+impl std::str::FromStr for TokenSelector {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s.starts_with("pkcs11:") {
+            Ok(TokenSelector::Uri(Pkcs11Uri::parse(s)?))
+        } else {
+            Ok(TokenSelector::LabelOrSerial(s.to_string()))
+        }
+    }
+}
+
+impl TokenSelector {
+    /// True when `info` is the token this selector names.
+    pub fn matches(&self, info: &TokenInfo) -> bool {
+        match self {
+            TokenSelector::LabelOrSerial(s) => info.label == *s || info.serial == *s,
+            TokenSelector::Uri(u) => {
+                let eq =
+                    |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+                eq(&u.token, &info.label)
+                    && eq(&u.serial, &info.serial)
+                    && eq(&u.manufacturer, &info.manufacturer)
+                    && eq(&u.model, &info.model)
+                    && u.slot_id.is_none_or(|s| s == info.slot_id)
+            }
+        }
+    }
+}
+
+impl Module {
+    /// Loads the module named by `explicit`, or the first one found in the usual places.
+    pub fn open(explicit: Option<&Path>) -> Result<Self> {
+        let path = module::resolve(explicit)?;
+        let ctx = module::load(&path)?;
+        Ok(Module { ctx, path })
+    }
+
+    /// The path the module was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every slot with a token in it, initialised or not.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let slots = self
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| login::pkcs11_error(&e))?;
+        slots.into_iter().map(|s| self.token_info(s)).collect()
+    }
+
+    pub(crate) fn token_info(&self, slot: Slot) -> Result<TokenInfo> {
+        let t = self
+            .ctx
+            .get_token_info(slot)
+            .map_err(|e| login::pkcs11_error(&e))?;
+        let slot_description = self
+            .ctx
+            .get_slot_info(slot)
+            .map(|s| s.slot_description().trim().to_string())
+            .unwrap_or_default();
+        Ok(TokenInfo {
+            slot_id: slot.id(),
+            slot_description,
+            label: t.label().trim().to_string(),
+            serial: t.serial_number().trim().to_string(),
+            manufacturer: t.manufacturer_id().trim().to_string(),
+            model: t.model().trim().to_string(),
+            initialized: t.token_initialized(),
+            login_required: t.login_required(),
+            protected_authentication_path: t.protected_authentication_path(),
+            pin_count_low: t.user_pin_count_low(),
+            pin_final_try: t.user_pin_final_try(),
+            pin_locked: t.user_pin_locked(),
+        })
+    }
+
+    /// Initialised tokens that `selector` names (all of them without a selector). Uninitialised
+    /// ones are skipped: SoftHSM2 always shows one, and p11-kit's proxy shows every module's.
+    pub fn candidate_tokens(&self, selector: Option<&TokenSelector>) -> Result<Vec<TokenInfo>> {
+        let all = self.tokens()?;
+        let initialised: Vec<TokenInfo> = all.iter().filter(|t| t.initialized).cloned().collect();
+        let chosen: Vec<TokenInfo> = initialised
+            .into_iter()
+            .filter(|t| selector.is_none_or(|s| s.matches(t)))
+            .collect();
+        if chosen.is_empty() {
+            return Err(match selector {
+                Some(_) => Error::Token(format!(
+                    "no token matches --token; the module {} has: {}",
+                    self.path.display(),
+                    list_names(&all)
+                )),
+                None => Error::Token(format!(
+                    "no initialised token found through {}",
+                    self.path.display()
+                )),
+            });
+        }
+        Ok(chosen)
+    }
+
+    /// The one token a command without recipients to match should use.
+    pub fn single_token(&self, selector: Option<&TokenSelector>) -> Result<TokenInfo> {
+        let mut tokens = self.candidate_tokens(selector)?;
+        if tokens.len() > 1 {
+            return Err(Error::Token(format!(
+                "several tokens are present: {}; choose one with --token LABEL, --token SERIAL or a pkcs11: URI",
+                list_names(&tokens)
+            )));
+        }
+        Ok(tokens.remove(0))
+    }
+
+    /// Opens a read-only session on the token `info` describes.
+    pub fn open_token<'c>(&self, info: &TokenInfo, login: LoginOptions<'c>) -> Result<Token<'c>> {
+        Token::open(&self.ctx, info.clone(), login)
+    }
+}
+
+fn list_names(tokens: &[TokenInfo]) -> String {
+    if tokens.is_empty() {
+        return "no tokens".into();
+    }
+    tokens
+        .iter()
+        .map(|t| {
+            format!(
+                "{}{}",
+                t.display_name(),
+                if t.initialized {
+                    ""
+                } else {
+                    " [not initialised]"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
