@@ -54,7 +54,16 @@ pub fn decrypt(
     let mut all_certs: Vec<KeyCertificate> = Vec::new();
     for info in &tokens {
         let mut token = module.open_token(info, request.login)?;
-        let certs = token.read_certificates()?;
+        let mut certs = token.read_certificates()?;
+        if let Some(sel) = request.key
+            && !certs.iter().any(|c| sel.matches(c))
+            && certs.iter().any(|c| c.has_private_key.is_none())
+        {
+            // --key may name a private key's label, which this token shows only after login;
+            // the user asked for that key, so a PIN is expected here.
+            token.ensure_login()?;
+            certs = token.read_certificates()?;
+        }
         callbacks.verbose(&format!(
             "token {}: {} certificate(s)",
             info.display_name(),

@@ -186,7 +186,14 @@ impl KeyBackend for Token<'_> {
         ciphertext: &[u8],
     ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
         match padding {
-            RsaPadding::Pkcs1v15 => self.decrypt(key_id, &Mechanism::RsaPkcs, ciphertext),
+            RsaPadding::Pkcs1v15 => match self.decrypt(key_id, &Mechanism::RsaPkcs, ciphertext) {
+                // SoftHSM2 (and some cards) report bad PKCS#1 padding, i.e. the wrong key, as
+                // CKR_GENERAL_ERROR: it is the same "this key did not open it".
+                Err(KeyError::Backend(Error::Pkcs11 { rv, .. })) if rv == "CKR_GENERAL_ERROR" => {
+                    Err(KeyError::Failed)
+                }
+                other => other,
+            },
             RsaPadding::Oaep {
                 hash,
                 mgf_hash,

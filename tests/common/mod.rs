@@ -1,0 +1,159 @@
+//! Test harness: a fresh SoftHSM2 token per test (its own directory and `SOFTHSM2_CONF`, built
+//! by `scripts/softhsm-token` from `softhsm-fixtures/`), the `p11smime` binary pointed at it,
+//! and the real peers (openssl, NSS cmsutil, gpgsm) to make messages with.
+//!
+//! Tests run the binary as a child process, so each run initialises SoftHSM2 with its own
+//! configuration, exactly as a user's shell would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The user PIN `scripts/softhsm-token` sets.
+pub const PIN: &str = "123456";
+
+/// A MIME entity as a mail client would encrypt it.
+pub const SAMPLE: &[u8] =
+    b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello from the card.\r\nSecond line.\r\n";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("softhsm-fixtures").join(name)
+}
+
+/// The SoftHSM2 module: `P11SMIME_SOFTHSM_MODULE`, else the usual install paths.
+pub fn softhsm_module() -> PathBuf {
+    if let Ok(p) = std::env::var("P11SMIME_SOFTHSM_MODULE") {
+        return PathBuf::from(p);
+    }
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("SoftHSM2 is not installed: run scripts/install-deps")
+}
+
+/// A fresh token in a temporary directory, removed when dropped.
+pub struct TestToken {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+}
+
+impl TestToken {
+    pub fn new() -> Self {
+        Self::with_label("p11smime-test")
+    }
+
+    pub fn with_label(label: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(root().join("scripts/softhsm-token"))
+            .arg(dir.path())
+            .arg(label)
+            .env("P11SMIME_SOFTHSM_MODULE", softhsm_module())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/softhsm-token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = dir.path().join("softhsm2.conf");
+        TestToken { dir, conf }
+    }
+
+    /// `p11smime ARGS` against this token, with the PIN in `TEST_PIN` (use `--pin env:TEST_PIN`).
+    pub fn p11smime(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11smime"));
+        cmd.args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("P11SMIME_MODULE", softhsm_module())
+            .env("TEST_PIN", PIN)
+            .env_remove("P11SMIME_TOKEN")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Decrypts `input` (a file) with the right PIN; returns the whole process output.
+    pub fn decrypt(&self, input: &Path) -> Output {
+        self.p11smime(&["decrypt", "--pin", "env:TEST_PIN", path_str(input)])
+            .output()
+            .unwrap()
+    }
+
+    /// A scratch path inside the token's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// Runs a peer command and insists it worked.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Asserts a p11smime run succeeded and printed exactly `expected` on stdout.
+pub fn assert_plaintext(out: &Output, expected: &[u8], what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}, stderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(expected),
+        "{what}: wrong plaintext"
+    );
+}
+
+/// Asserts a p11smime run failed with `code` and printed nothing on stdout.
+pub fn assert_fails(out: &Output, code: i32, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{what}: stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{what}: panicked: {stderr}"
+    );
+    stderr
+}
+
+/// `openssl cms -encrypt` of `plaintext` to the fixture certificates, with extra options.
+/// Certificates go last (openssl stops parsing options at the first file name).
+pub fn openssl_encrypt(dir: &Path, plaintext: &[u8], opts: &[&str], recips: &[&str]) -> PathBuf {
+    let input = dir.join("plain.in");
+    std::fs::write(&input, plaintext).unwrap();
+    let out = dir.join(format!(
+        "msg-{}.p7m",
+        opts.join("").replace([':', '-', '/'], "")
+    ));
+    let mut cmd = Command::new("openssl");
+    cmd.args(["cms", "-encrypt", "-binary"]).args(opts);
+    cmd.arg("-in").arg(&input).arg("-out").arg(&out);
+    for r in recips {
+        cmd.arg(fixture(r));
+    }
+    run_ok(&mut cmd);
+    out
+}
