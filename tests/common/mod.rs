@@ -113,7 +113,8 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Asserts a p11smime run succeeded and printed exactly `expected` on stdout.
+/// Asserts a p11smime run succeeded and printed exactly `expected` on stdout, byte for byte,
+/// reporting the first difference.
 pub fn assert_plaintext(out: &Output, expected: &[u8], what: &str) {
     assert!(
         out.status.success(),
@@ -121,11 +122,43 @@ pub fn assert_plaintext(out: &Output, expected: &[u8], what: &str) {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(expected),
-        "{what}: wrong plaintext"
+    let got = &out.stdout;
+    let first_diff = got.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        got.len() == expected.len() && first_diff.is_none(),
+        "{what}: plaintext differs: got {} bytes, expected {}, first difference at {:?}",
+        got.len(),
+        expected.len(),
+        first_diff
     );
+}
+
+/// The full path of `tool` on PATH, or a test failure saying how to install it.
+pub fn require(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{tool}` is not installed (package {package}): run scripts/install-deps")
+        })
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Deterministic bytes covering every value (CR, LF, NUL, high bytes), from a xorshift.
+pub fn varied_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
 
 /// Asserts a p11smime run failed with `code` and printed nothing on stdout.
