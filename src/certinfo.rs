@@ -133,3 +133,68 @@ pub fn extended_key_usage(cert: &Certificate) -> Vec<String> {
         })
         .collect()
 }
+
+/// Seconds since the Unix epoch, for expiry checks.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Whether `cert` is outside its validity period at `now`.
+pub fn is_expired(cert: &Certificate, now: u64) -> bool {
+    let v = &cert.tbs_certificate.validity;
+    v.not_after.to_unix_duration().as_secs() < now
+        || v.not_before.to_unix_duration().as_secs() > now
+}
+
+fn eku_allows_email(cert: &Certificate) -> bool {
+    let eku = extended_key_usage(cert);
+    eku.is_empty()
+        || eku
+            .iter()
+            .any(|e| e == "emailProtection" || e == "anyExtendedKeyUsage")
+}
+
+/// A certificate for signing mail: digitalSignature or nonRepudiation (or no key usage at all),
+/// and emailProtection (or no extended key usage). Key-management-only certificates are not.
+pub fn is_signing_cert(cert: &Certificate) -> bool {
+    let ku = key_usage(cert);
+    let signs = ku.is_empty()
+        || ku
+            .iter()
+            .any(|u| u == "digitalSignature" || u == "nonRepudiation");
+    signs && eku_allows_email(cert) && !is_ca(cert)
+}
+
+/// A certificate mail can be encrypted to: keyEncipherment or keyAgreement (or no key usage).
+pub fn is_encryption_cert(cert: &Certificate) -> bool {
+    let ku = key_usage(cert);
+    let encrypts = ku.is_empty()
+        || ku
+            .iter()
+            .any(|u| u == "keyEncipherment" || u == "keyAgreement");
+    encrypts && eku_allows_email(cert) && !is_ca(cert)
+}
+
+/// A CA certificate (keyCertSign), e.g. an intermediate stored on the card.
+pub fn is_ca(cert: &Certificate) -> bool {
+    key_usage(cert).iter().any(|u| u == "keyCertSign")
+}
+
+/// Certificates from a file's bytes: a PEM bundle (any number of CERTIFICATE blocks) or one DER
+/// certificate.
+pub fn load_certificates(bytes: &[u8]) -> crate::Result<Vec<Certificate>> {
+    let bad = |e: der::Error| crate::Error::BadInput(format!("cannot read the certificates: {e}"));
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![Certificate::from_der(bytes).map_err(bad)?]);
+    }
+    let certs = Certificate::load_pem_chain(bytes).map_err(bad)?;
+    if certs.is_empty() {
+        return Err(crate::Error::BadInput(
+            "no certificate found in the file".into(),
+        ));
+    }
+    Ok(certs)
+}

@@ -55,6 +55,23 @@ pub enum RsaPadding {
     },
 }
 
+/// A signature scheme with its digest, as a SignerInfo names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignAlg {
+    RsaPkcs1v15(HashAlg),
+    /// RSASSA-PSS with MGF1 of the same digest and a salt as long as the digest.
+    RsaPss(HashAlg),
+    Ecdsa(HashAlg),
+}
+
+impl SignAlg {
+    pub fn hash(self) -> HashAlg {
+        match self {
+            SignAlg::RsaPkcs1v15(h) | SignAlg::RsaPss(h) | SignAlg::Ecdsa(h) => h,
+        }
+    }
+}
+
 /// One certificate a backend holds, with the id that addresses its private key.
 #[derive(Debug, Clone)]
 pub struct KeyCertificate {
@@ -105,4 +122,9 @@ pub trait KeyBackend {
     /// The raw RSA private operation (`c^d mod n`), left-padded to the modulus length. Used
     /// when [`KeyBackend::rsa_decrypt`] reports `Unsupported` for OAEP parameters.
     fn rsa_raw(&mut self, key_id: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+
+    /// Signs `tbs` (the DER of the signed attributes: small) with the private key `key_id`.
+    /// RSA signatures come back as the usual big-endian block; ECDSA as the raw `r || s` that
+    /// PKCS#11 returns, which the CMS layer turns into DER.
+    fn sign(&mut self, key_id: &[u8], alg: SignAlg, tbs: &[u8]) -> Result<Vec<u8>, KeyError>;
 }

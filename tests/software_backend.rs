@@ -15,7 +15,7 @@ use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::ContentInfo;
 use cms::enveloped_data::RecipientIdentifier;
 use der::{DecodePem, Encode};
-use p11smime::keyops::{KeyBackend, KeyCertificate, KeyError, RsaPadding};
+use p11smime::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding, SignAlg};
 use p11smime::{Error, smime};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -84,6 +84,16 @@ impl KeyBackend for SoftKeys {
                 .map_err(|_| KeyError::Failed),
             RsaPadding::Oaep { .. } => Err(KeyError::Unsupported("OAEP".into())),
         }
+    }
+
+    fn sign(&mut self, key_id: &[u8], alg: SignAlg, tbs: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let SignAlg::RsaPkcs1v15(HashAlg::Sha256) = alg else {
+            return Err(KeyError::Unsupported(format!("{alg:?}")));
+        };
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(tbs);
+        self.key(key_id)?
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+            .map_err(|_| KeyError::Failed)
     }
 
     fn rsa_raw(&mut self, key_id: &[u8], input: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -193,4 +203,38 @@ fn the_wrong_key_fails_as_decryption_failed() {
     let mut out = Vec::new();
     let err = smime::decrypt_with_backend(&msg, &mut keys, &mut out).unwrap_err();
     assert!(matches!(err, Error::DecryptFailed), "{err}");
+}
+
+#[test]
+fn signing_through_the_seam_verifies_with_openssl() {
+    let mut keys = SoftKeys::load(&[("alice-sign", 1), ("alice-enc", 2)]);
+    let params = smime::SignParams {
+        key: None,
+        opaque: false,
+        digest: None,
+        pss: false,
+        chain: &[],
+        outform: smime::OutForm::Message,
+    };
+    let mut signed = Vec::new();
+    let outcome = smime::sign_with_backend(
+        b"From: alice@example.test\nSubject: t\n\nhello\n",
+        &mut keys,
+        &params,
+        &mut signed,
+    )
+    .unwrap();
+    assert_eq!(outcome.key_id, "01", "the signature key, not the key-management one");
+    assert!(outcome.encryption_certificate.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signed.eml");
+    std::fs::write(&path, &signed).unwrap();
+    let out = run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-verify", "-CAfile"])
+            .arg(fixture("ca.pem"))
+            .arg("-in")
+            .arg(&path),
+    );
+    assert_eq!(out.stdout, b"Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n");
 }

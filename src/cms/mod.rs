@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod oaep;
 pub mod oids;
 pub mod recipient;
+pub mod signed;
 
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};

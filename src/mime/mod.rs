@@ -1,3 +1,8 @@
-//! Mail without crypto: recognising S/MIME in whatever input arrives.
+//! Mail without crypto: recognising S/MIME in whatever input arrives (`detect`), reading and
+//! writing entities byte-exactly (`entity`), making them safe to sign (`canon`), and composing
+//! signed and enveloped messages (`compose`).
 
+pub mod canon;
+pub mod compose;
 pub mod detect;
+pub mod entity;

@@ -4,15 +4,16 @@
 use super::login::{self, pkcs11_error};
 use super::{TokenInfo, objects};
 use crate::error::{Error, PinFlags, Result};
-use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding};
+use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding, SignAlg};
 use crate::pin::{Callbacks, PinSource};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
+use cryptoki::types::Ulong;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -115,14 +116,13 @@ impl<'c> Token<'c> {
                 hex::encode(id)
             ))
         })?;
-        self.context_login_if_needed(handle)?;
         Ok(handle)
     }
 
-    /// Keys marked CKA_ALWAYS_AUTHENTICATE want the PIN again right before each use.
-    fn context_login_if_needed(&self, key: ObjectHandle) -> Result<()> {
-        let always = self
-            .session
+    /// Whether the key wants the PIN again for each use (CKA_ALWAYS_AUTHENTICATE), as a CAC's
+    /// or PIV card's signature key does.
+    fn always_authenticate(&self, key: ObjectHandle) -> bool {
+        self.session
             .get_attributes(key, &[AttributeType::AlwaysAuthenticate])
             .ok()
             .and_then(|attrs| {
@@ -131,16 +131,39 @@ impl<'c> Token<'c> {
                     _ => None,
                 })
             })
-            .unwrap_or(false);
-        if always {
-            login::login(
-                &self.session,
-                UserType::ContextSpecific,
-                self.pin.as_ref(),
-                || self.fresh_flags(),
-            )?;
+            .unwrap_or(false)
+    }
+
+    /// One signature. For an always-authenticate key the context-specific login must sit
+    /// between C_SignInit and the signing call, so the multi-part form is used there.
+    fn sign_once(
+        &self,
+        mechanism: &Mechanism<'_>,
+        key: ObjectHandle,
+        always: bool,
+        data: &[u8],
+    ) -> std::result::Result<Vec<u8>, SignStep> {
+        if !always {
+            return self
+                .session
+                .sign(mechanism, key, data)
+                .map_err(SignStep::Token);
         }
-        Ok(())
+        self.session
+            .sign_init(mechanism, key)
+            .map_err(SignStep::Token)?;
+        self.options
+            .callbacks
+            .verbose("the signing key wants the PIN again (CKA_ALWAYS_AUTHENTICATE)");
+        login::login(
+            &self.session,
+            UserType::ContextSpecific,
+            self.pin.as_ref(),
+            || self.fresh_flags(),
+        )
+        .map_err(SignStep::Login)?;
+        self.session.sign_update(data).map_err(SignStep::Token)?;
+        self.session.sign_final().map_err(SignStep::Token)
     }
 
     fn decrypt(
@@ -160,6 +183,48 @@ impl<'c> Token<'c> {
                 _,
             )) => Err(KeyError::Failed),
             Err(e) => Err(KeyError::Backend(pkcs11_error(&e))),
+        }
+    }
+}
+
+/// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (RFC 8017 §9.2, note 1).
+fn digest_info_prefix(hash: HashAlg) -> &'static [u8] {
+    match hash {
+        HashAlg::Sha1 => &[
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ],
+        HashAlg::Sha224 => &[
+            0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x04, 0x05, 0x00, 0x04, 0x1c,
+        ],
+        HashAlg::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        HashAlg::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        HashAlg::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+/// Where a signing attempt failed: in a PKCS#11 call (maybe a missing mechanism, worth a
+/// fallback) or in the context-specific login (a PIN problem, never retried).
+enum SignStep {
+    Token(cryptoki::error::Error),
+    Login(Error),
+}
+
+impl From<SignStep> for KeyError {
+    fn from(step: SignStep) -> Self {
+        match step {
+            SignStep::Token(e) => KeyError::Backend(pkcs11_error(&e)),
+            SignStep::Login(e) => KeyError::Backend(e),
         }
     }
 }
@@ -235,6 +300,63 @@ impl KeyBackend for Token<'_> {
                 }
             }
         }
+    }
+
+    fn sign(
+        &mut self,
+        key_id: &[u8],
+        alg: SignAlg,
+        tbs: &[u8],
+    ) -> std::result::Result<Vec<u8>, KeyError> {
+        let key = self.private_key(key_id)?;
+        let hash = alg.hash();
+        let digest = crate::cms::digest::digest(hash, &[tbs]);
+        let (hash_mech, mgf) = mechanism_for(hash);
+        let pss = PkcsPssParams {
+            hash_alg: hash_mech,
+            mgf,
+            s_len: Ulong::new(hash.output_len() as _),
+        };
+        // Hash-and-sign mechanisms first (what some tokens allow exclusively), then the bare
+        // mechanism over our own digest (what others have only).
+        let (combined, bare_input, bare) = match alg {
+            SignAlg::RsaPkcs1v15(h) => {
+                let combined = match h {
+                    HashAlg::Sha256 => Some(Mechanism::Sha256RsaPkcs),
+                    HashAlg::Sha384 => Some(Mechanism::Sha384RsaPkcs),
+                    HashAlg::Sha512 => Some(Mechanism::Sha512RsaPkcs),
+                    _ => None,
+                };
+                let mut info = digest_info_prefix(h).to_vec();
+                info.extend_from_slice(&digest);
+                (combined, info, Mechanism::RsaPkcs)
+            }
+            SignAlg::RsaPss(h) => {
+                let combined = match h {
+                    HashAlg::Sha256 => Some(Mechanism::Sha256RsaPkcsPss(pss)),
+                    HashAlg::Sha384 => Some(Mechanism::Sha384RsaPkcsPss(pss)),
+                    HashAlg::Sha512 => Some(Mechanism::Sha512RsaPkcsPss(pss)),
+                    _ => None,
+                };
+                (combined, digest.clone(), Mechanism::RsaPkcsPss(pss))
+            }
+            SignAlg::Ecdsa(_) => (None, digest.clone(), Mechanism::Ecdsa),
+        };
+        let always = self.always_authenticate(key);
+        if let Some(mech) = combined {
+            match self.sign_once(&mech, key, always, tbs) {
+                Ok(sig) => return Ok(sig),
+                Err(SignStep::Token(cryptoki::error::Error::Pkcs11(
+                    RvError::MechanismInvalid
+                    | RvError::MechanismParamInvalid
+                    | RvError::FunctionNotSupported,
+                    _,
+                ))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.sign_once(&bare, key, always, &bare_input)
+            .map_err(KeyError::from)
     }
 
     fn rsa_raw(

@@ -24,6 +24,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Decrypt an S/MIME message or CMS EnvelopedData/AuthEnvelopedData with a key on the token.
     Decrypt(DecryptArgs),
+    /// Sign a message with the card's signature key (clear-text multipart/signed by default).
+    Sign(SignArgs),
 }
 
 /// Which module and token to use.
@@ -87,6 +89,41 @@ pub struct DecryptArgs {
     #[command(flatten)]
     pub pin: PinArgs,
     /// Print what was decrypted and with which key as JSON (on stdout; needs -o).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The message or MIME entity to sign: a file, or '-' / nothing for stdin.
+    pub input: Option<PathBuf>,
+    /// Write the result here (only on success) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Sign with this key: a label, id:HEX, or a pkcs11: URI (default: the card's signature key).
+    #[arg(long, value_name = "SEL")]
+    pub key: Option<String>,
+    /// Opaque signed-data (application/pkcs7-mime) instead of multipart/signed.
+    #[arg(long)]
+    pub opaque: bool,
+    /// Intermediate certificates to include (PEM bundle or DER).
+    #[arg(long, value_name = "FILE")]
+    pub chain: Vec<PathBuf>,
+    /// Digest: sha256 (default; sha384 for P-384 keys), sha384 or sha512.
+    #[arg(long, value_name = "NAME", value_parser = ["sha256", "sha384", "sha512"])]
+    pub digest: Option<String>,
+    /// RSA-PSS instead of PKCS#1 v1.5 (salt length = digest length).
+    #[arg(long)]
+    pub pss: bool,
+    /// message (default), or der / pem for the bare CMS object (a detached signature unless
+    /// --opaque), for tools that assemble the MIME themselves.
+    #[arg(long, value_name = "FORM", default_value = "message", value_parser = ["message", "der", "pem"])]
+    pub outform: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// Print what was signed and with which key as JSON (on stdout; needs -o).
     #[arg(long)]
     pub json: bool,
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod io;
 mod report;
 mod ui;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Tokens(args) => commands::tokens::run(args),
         cli::Command::Certs(args) => commands::certs::run(args),
         cli::Command::Decrypt(args) => commands::decrypt::run(args),
+        cli::Command::Sign(args) => commands::sign::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

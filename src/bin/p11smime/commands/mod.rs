@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod decrypt;
+pub mod sign;
 pub mod tokens;
 
 use crate::cli::{PinArgs, TokenArgs};

@@ -1,5 +1,5 @@
-//! The operations users name, over bytes: decrypt (more to come). Here the pieces meet: input
-//! detection, the envelope, token choice by recipient, and the key backend.
+//! `decrypt`: find the CMS object, match recipients to the token's certificates (before any
+//! PIN), unwrap the key on the token and stream the content out.
 
 use crate::cms::envelope::Envelope;
 use crate::cms::{self, DecryptReport, KeyChoice};

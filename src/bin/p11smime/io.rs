@@ -1,0 +1,122 @@
+//! Input and output shared by the commands: the input from a file or stdin (never modified),
+//! the output to stdout or to a file that appears, mode 0600, only when the command succeeded.
+
+use p11smime::output::AtomicFile;
+use p11smime::{Error, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// True when `path` means stdin.
+pub fn is_stdin(path: Option<&Path>) -> bool {
+    path.is_none_or(|p| p == Path::new("-"))
+}
+
+/// Refuses an output path that is the input file.
+pub fn check_distinct(input: Option<&Path>, output: Option<&Path>) -> Result<()> {
+    if let (Some(i), Some(o)) = (input, output)
+        && same_file(i, o)
+    {
+        return Err(Error::Usage(
+            "-o names the input file; the input is never overwritten".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `produce` with the output sink: an atomic 0600 file committed only on success, or
+/// stdout (a closed pipe stops the writing quietly, not the work).
+pub fn with_output<T>(
+    output: Option<&PathBuf>,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
+    match output {
+        Some(path) => {
+            let mut file = AtomicFile::create(path)?;
+            let value = produce(&mut file)?;
+            file.commit()?;
+            Ok(value)
+        }
+        None => {
+            let mut sink = PipeSink::new(std::io::stdout().lock());
+            let value = produce(&mut sink)?;
+            sink.finish()?;
+            Ok(value)
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+pub fn read_input(path: Option<&Path>) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    match path {
+        Some(p) => {
+            data = std::fs::read(p)
+                .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?;
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("cannot read stdin", e))?;
+        }
+    }
+    Ok(data)
+}
+
+/// Stdout that stops writing quietly when the reader goes away (`| head`): decryption still runs
+/// to the end, so the exit code reports whether the message was intact.
+struct PipeSink<W: Write> {
+    inner: std::io::BufWriter<W>,
+    closed: bool,
+}
+
+impl<W: Write> PipeSink<W> {
+    fn new(inner: W) -> Self {
+        PipeSink {
+            inner: std::io::BufWriter::with_capacity(64 * 1024, inner),
+            closed: false,
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        match self.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::io("cannot write to stdout", e)),
+        }
+    }
+}
+
+impl<W: Write> Write for PipeSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write_all(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}

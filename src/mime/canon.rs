@@ -1,0 +1,231 @@
+//! Making an entity safe to sign and send (RFC 8551 §3.1): CRLF line endings, and a
+//! quoted-printable or base64 transfer encoding for 8-bit or binary content, long lines, and
+//! lines starting with "From " (which mbox tools rewrite). After this, every relay passes the
+//! bytes unchanged, so the signature over them survives.
+
+use super::entity::{self, Entity};
+use base64::Engine;
+
+/// Longest line left as it is; SMTP allows 998, we stay well inside.
+const MAX_LINE: usize = 900;
+
+/// Returns the transport-safe form of `e`; multipart bodies are handled part by part.
+pub fn transport_safe(mut e: Entity) -> Entity {
+    let ctype = e
+        .header("Content-Type")
+        .map(|h| h.value())
+        .unwrap_or_else(|| "text/plain; charset=us-ascii".into());
+    let cte = e
+        .header("Content-Transfer-Encoding")
+        .map(|h| h.value().to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
+    let mtype = entity::mime_type(&ctype);
+    let is_text = mtype.starts_with("text/");
+
+    if e.header("Content-Type").is_none() {
+        let charset = if e.body.is_ascii() {
+            "us-ascii"
+        } else {
+            "utf-8"
+        };
+        e.set_header("Content-Type", &format!("text/plain; charset={charset}"));
+    }
+
+    if mtype.starts_with("multipart/")
+        && let Some(boundary) = entity::param(&ctype, "boundary")
+    {
+        e.body = multipart_safe(&e.body, &boundary);
+        return e;
+    }
+    match cte.as_str() {
+        "base64" | "quoted-printable" => {
+            e.body = to_crlf(&e.body);
+        }
+        "binary" | "8bit" if !is_text => {
+            e.body = base64_lines(&e.body);
+            e.set_header("Content-Transfer-Encoding", "base64");
+        }
+        _ if is_text || mtype.starts_with("message/") => {
+            let body = to_crlf(&e.body);
+            if needs_encoding(&body) && !mtype.starts_with("message/") {
+                e.body = quoted_printable(&body);
+                e.set_header("Content-Transfer-Encoding", "quoted-printable");
+            } else {
+                e.body = body;
+            }
+        }
+        _ => {
+            // 7bit non-text: fine as it is if it really is 7-bit text, else base64 it.
+            let body = to_crlf(&e.body);
+            if needs_encoding(&body) {
+                e.body = base64_lines(&e.body);
+                e.set_header("Content-Transfer-Encoding", "base64");
+            } else {
+                e.body = body;
+            }
+        }
+    }
+    e
+}
+
+/// LF or lone CR line endings become CRLF.
+pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn needs_encoding(crlf_text: &[u8]) -> bool {
+    crlf_text.split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.len() > MAX_LINE
+            || line.starts_with(b"From ")
+            || line.iter().any(|b| *b >= 0x80 || *b == 0 || *b == b'\r')
+    })
+}
+
+fn quoted_printable(crlf_text: &[u8]) -> Vec<u8> {
+    let encoded = quoted_printable::encode(crlf_text);
+    // "From " at a line start is rewritten by mbox tools; encode its F.
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < encoded.len() {
+        if at_line_start && encoded[i..].starts_with(b"From ") {
+            out.extend_from_slice(b"=46");
+            i += 1;
+            at_line_start = false;
+            continue;
+        }
+        at_line_start = encoded[i] == b'\n';
+        out.push(encoded[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Base64 in 76-character lines, CRLF-terminated.
+pub fn base64_lines(data: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
+    for chunk in text.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Splits a multipart body on its delimiter lines (LF or CRLF) and makes each part safe on its
+/// own: only text gets its line endings changed, binary parts keep their bytes.
+fn multipart_safe(body: &[u8], boundary: &str) -> Vec<u8> {
+    let delimiter = format!("--{boundary}");
+    let mut out = Vec::with_capacity(body.len() + 1024);
+    let mut part: Option<Vec<u8>> = None;
+    let finish = |p: Vec<u8>, out: &mut Vec<u8>| {
+        // The line break before a delimiter belongs to the delimiter.
+        let p = p.strip_suffix(b"\n").unwrap_or(&p);
+        let p = p.strip_suffix(b"\r").unwrap_or(p);
+        out.extend_from_slice(&transport_safe(entity::parse(p)).to_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        let is_delim = content.starts_with(delimiter.as_bytes())
+            && content[delimiter.len()..]
+                .iter()
+                .all(|b| *b == b'-' || *b == b' ' || *b == b'\t');
+        if is_delim {
+            if let Some(p) = part.take() {
+                finish(p, &mut out);
+            }
+            out.extend_from_slice(&to_crlf(line));
+            if !content.ends_with(b"--") || content.len() == delimiter.len() {
+                part = Some(Vec::new());
+            }
+            continue;
+        }
+        match part.as_mut() {
+            Some(p) => p.extend_from_slice(line),
+            None => out.extend_from_slice(&to_crlf(line)),
+        }
+    }
+    if let Some(p) = part {
+        // An unterminated last part: keep it, made safe.
+        finish(p, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safe(raw: &str) -> String {
+        String::from_utf8(transport_safe(entity::parse(raw.as_bytes())).to_bytes()).unwrap()
+    }
+
+    fn is_7bit_crlf(s: &str) -> bool {
+        s.is_ascii() && !s.replace("\r\n", "").contains(['\r', '\n'])
+            || s.split("\r\n").all(|l| !l.contains('\n') && l.len() <= 998)
+    }
+
+    #[test]
+    fn plain_ascii_only_gets_crlf() {
+        let out = safe("Content-Type: text/plain\n\nhello\nworld\n");
+        assert_eq!(out, "Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n");
+    }
+
+    #[test]
+    fn utf8_text_becomes_quoted_printable() {
+        let out = safe("Content-Type: text/plain; charset=utf-8\n\nGrüße\nFrom here\n");
+        assert!(
+            out.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Gr=C3=BC=C3=9Fe\r\n=46rom here\r\n"), "{out}");
+        assert!(is_7bit_crlf(&out));
+        let decoded = quoted_printable::decode(
+            out.split("\r\n\r\n").nth(1).unwrap(),
+            quoted_printable::ParseMode::Strict,
+        )
+        .unwrap();
+        assert_eq!(decoded, "Grüße\r\nFrom here\r\n".as_bytes());
+    }
+
+    #[test]
+    fn binary_attachment_becomes_base64_in_a_multipart() {
+        let raw = b"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n\x00\x01\xff\n--b--\n";
+        let out = transport_safe(entity::parse(raw)).to_bytes();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Content-Transfer-Encoding: base64\r\n\r\nAAH/\r\n\r\n--b--"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_content_type_is_added() {
+        let out = safe("Subject: x\n\nhello\n");
+        assert!(
+            out.contains("Content-Type: text/plain; charset=us-ascii\r\n"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! `sign`: make the entity transport-safe, pick the signing certificate, sign on the token and
+//! compose the signed message (clear-text multipart/signed, opaque signed-data, or bare CMS).
+
+use crate::certinfo::{self, is_encryption_cert, is_signing_cert};
+use crate::cms::oids;
+use crate::cms::signed::{self, SignRequest as CmsSignRequest};
+use crate::error::{Error, Result};
+use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, SignAlg};
+use crate::mime::{canon, compose};
+use crate::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use std::io::Write;
+use x509_cert::Certificate;
+
+/// What `sign` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutForm {
+    /// A complete mail message (the default).
+    Message,
+    /// The bare CMS object, DER.
+    Der,
+    /// The bare CMS object, PEM.
+    Pem,
+}
+
+/// How to sign, independent of where the key lives.
+#[derive(Debug, Clone)]
+pub struct SignParams<'a> {
+    pub key: Option<&'a KeySelector>,
+    /// `application/pkcs7-mime; smime-type=signed-data` instead of multipart/signed.
+    pub opaque: bool,
+    /// Default: SHA-256, or SHA-384 for a P-384 key.
+    pub digest: Option<HashAlg>,
+    pub pss: bool,
+    /// More certificates to include (intermediates from `--chain`).
+    pub chain: &'a [Certificate],
+    pub outform: OutForm,
+}
+
+/// Token-side choices plus the signing parameters.
+pub struct SignRequest<'a> {
+    pub token: Option<&'a TokenSelector>,
+    pub login: LoginOptions<'a>,
+    pub params: SignParams<'a>,
+}
+
+/// What was signed and with which key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignOutcome {
+    pub token: String,
+    pub signer: String,
+    pub key_label: String,
+    pub key_id: String,
+    pub algorithm: String,
+    /// The `micalg` parameter, e.g. "sha-256".
+    pub micalg: String,
+    /// The certificate named in sMIMEEncryptionKeyPreference, if any.
+    pub encryption_certificate: Option<String>,
+}
+
+/// Signs `input` (a message or MIME entity) with a key on a token of `module`.
+pub fn sign(
+    module: &Module,
+    input: &[u8],
+    request: &SignRequest<'_>,
+    out: &mut dyn Write,
+) -> Result<SignOutcome> {
+    let info = module.single_token(request.token)?;
+    let mut token = module.open_token(&info, request.login)?;
+    // Before any PIN: is there a certificate we could sign with at all? (With --key the name
+    // may be a private key's label, visible only after login.)
+    if request.params.key.is_none() {
+        choose_signer(&token.read_certificates()?, None)?;
+    }
+    token.ensure_login()?;
+    let certs = token.read_certificates()?;
+    let mut outcome = sign_core(input, &mut token, &certs, &request.params, out)?;
+    outcome.token = info.display_name();
+    Ok(outcome)
+}
+
+/// Signs with any [`KeyBackend`].
+pub fn sign_with_backend(
+    input: &[u8],
+    backend: &mut dyn KeyBackend,
+    params: &SignParams<'_>,
+    out: &mut dyn Write,
+) -> Result<SignOutcome> {
+    let certs = backend.certificates()?;
+    sign_core(input, backend, &certs, params, out)
+}
+
+/// The signing certificate: the one `--key` names, else one for digital signature and
+/// e-mail whose key is present, current ones first. Never a key-management-only certificate
+/// unless named.
+fn choose_signer<'c>(
+    certs: &'c [KeyCertificate],
+    key: Option<&KeySelector>,
+) -> Result<&'c KeyCertificate> {
+    let now = certinfo::now();
+    let mut candidates: Vec<&KeyCertificate> = certs
+        .iter()
+        .filter(|c| c.has_private_key != Some(false))
+        .filter(|c| match key {
+            Some(sel) => sel.matches(c),
+            None => is_signing_cert(&c.certificate),
+        })
+        .collect();
+    candidates.sort_by_key(|c| certinfo::is_expired(&c.certificate, now));
+    candidates.first().copied().ok_or_else(|| match key {
+        Some(_) => Error::KeyNotFound("no certificate with a private key matches --key".into()),
+        None => Error::KeyNotFound(
+            "the token holds no signing certificate (digitalSignature or nonRepudiation, for \
+             e-mail) with its private key"
+                .into(),
+        ),
+    })
+}
+
+fn sign_alg(cert: &Certificate, digest: Option<HashAlg>, pss: bool) -> Result<SignAlg> {
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid == oids::RSA_ENCRYPTION {
+        let h = digest.unwrap_or(HashAlg::Sha256);
+        return Ok(if pss {
+            SignAlg::RsaPss(h)
+        } else {
+            SignAlg::RsaPkcs1v15(h)
+        });
+    }
+    if spki.algorithm.oid == oids::EC_PUBLIC_KEY {
+        if pss {
+            return Err(Error::Usage(
+                "--pss applies to RSA keys; this key is EC".into(),
+            ));
+        }
+        // A P-384 key's own digest is SHA-384 (its 97-byte point has a 48-byte x).
+        let p384 = spki.subject_public_key.raw_bytes().len() == 97;
+        let h = digest.unwrap_or(if p384 {
+            HashAlg::Sha384
+        } else {
+            HashAlg::Sha256
+        });
+        return Ok(SignAlg::Ecdsa(h));
+    }
+    Err(Error::Unsupported(format!(
+        "signing with a {} key",
+        oids::name(&spki.algorithm.oid)
+    )))
+}
+
+fn micalg(h: HashAlg) -> &'static str {
+    match h {
+        HashAlg::Sha1 => "sha-1",
+        HashAlg::Sha224 => "sha-224",
+        HashAlg::Sha256 => "sha-256",
+        HashAlg::Sha384 => "sha-384",
+        HashAlg::Sha512 => "sha-512",
+    }
+}
+
+fn sign_core(
+    input: &[u8],
+    backend: &mut dyn KeyBackend,
+    certs: &[KeyCertificate],
+    params: &SignParams<'_>,
+    out: &mut dyn Write,
+) -> Result<SignOutcome> {
+    if input.is_empty() {
+        return Err(Error::BadInput(
+            "the input is empty: nothing to sign".into(),
+        ));
+    }
+    let signer = choose_signer(certs, params.key)?;
+    let alg = sign_alg(&signer.certificate, params.digest, params.pss)?;
+    let now = certinfo::now();
+    let encryption = certs
+        .iter()
+        .filter(|c| c.id != signer.id && c.has_private_key != Some(false))
+        .find(|c| is_encryption_cert(&c.certificate) && !certinfo::is_expired(&c.certificate, now));
+    let mut extra: Vec<Certificate> = encryption.iter().map(|c| c.certificate.clone()).collect();
+    extra.extend(
+        certs
+            .iter()
+            .filter(|c| certinfo::is_ca(&c.certificate))
+            .map(|c| c.certificate.clone()),
+    );
+    extra.extend(params.chain.iter().cloned());
+
+    let (outer, entity) = compose::split_message(input);
+    let content = canon::transport_safe(entity).to_bytes();
+    let der = signed::sign(
+        backend,
+        &CmsSignRequest {
+            content: &content,
+            detached: !params.opaque,
+            alg,
+            signer: &signer.certificate,
+            key_id: &signer.id,
+            encryption_cert: encryption.map(|c| &c.certificate),
+            extra_certs: &extra,
+            signing_time: std::time::SystemTime::now(),
+        },
+    )?;
+    let bytes = match (params.outform, params.opaque) {
+        (OutForm::Der, _) => der,
+        (OutForm::Pem, _) => compose::pem(&der),
+        (OutForm::Message, false) => {
+            compose::multipart_signed(&outer, &content, &der, micalg(alg.hash()))
+        }
+        (OutForm::Message, true) => compose::pkcs7_mime(&outer, "signed-data", &der),
+    };
+    out.write_all(&bytes)
+        .map_err(|e| Error::io("cannot write the signed output", e))?;
+    Ok(SignOutcome {
+        token: String::new(),
+        signer: signer.certificate.tbs_certificate.subject.to_string(),
+        key_label: signer.label.clone(),
+        key_id: hex::encode(&signer.id),
+        algorithm: match alg {
+            SignAlg::RsaPkcs1v15(h) => format!("RSA PKCS#1 v1.5 with {}", h.name()),
+            SignAlg::RsaPss(h) => format!("RSA-PSS with {}", h.name()),
+            SignAlg::Ecdsa(h) => format!("ECDSA with {}", h.name()),
+        },
+        micalg: micalg(alg.hash()).into(),
+        encryption_certificate: encryption
+            .map(|c| c.certificate.tbs_certificate.subject.to_string()),
+    })
+}
