@@ -9,18 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn spy_module() -> PathBuf {
-    [
-        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
-        "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so",
-        "/usr/lib/pkcs11-spy.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("pkcs11-spy.so (package opensc-pkcs11) is missing: run scripts/install-deps")
-}
-
 /// Runs p11smime through pkcs11-spy and returns (output, number of C_Login calls).
 fn with_spy(token: &TestToken, args: &[&str]) -> (std::process::Output, usize) {
     let log = token.path("spy.log");

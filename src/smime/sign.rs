@@ -172,10 +172,18 @@ fn sign_core(
     let signer = choose_signer(certs, params.key)?;
     let alg = sign_alg(&signer.certificate, params.digest, params.pss)?;
     let now = certinfo::now();
-    let encryption = certs
+    // The certificate replies should be encrypted to: a current key-management certificate,
+    // of the signer's key type first (an RSA signer's correspondents may not do ECDH).
+    let key_alg = |c: &Certificate| c.tbs_certificate.subject_public_key_info.algorithm.oid;
+    let mut encryption_candidates: Vec<&KeyCertificate> = certs
         .iter()
         .filter(|c| c.id != signer.id && c.has_private_key != Some(false))
-        .find(|c| is_encryption_cert(&c.certificate) && !certinfo::is_expired(&c.certificate, now));
+        .filter(|c| {
+            is_encryption_cert(&c.certificate) && !certinfo::is_expired(&c.certificate, now)
+        })
+        .collect();
+    encryption_candidates.sort_by_key(|c| key_alg(&c.certificate) != key_alg(&signer.certificate));
+    let encryption = encryption_candidates.first().copied();
     let mut extra: Vec<Certificate> = encryption.iter().map(|c| c.certificate.clone()).collect();
     extra.extend(
         certs

@@ -43,6 +43,19 @@ pub fn softhsm_module() -> PathBuf {
     .expect("SoftHSM2 is not installed: run scripts/install-deps")
 }
 
+/// OpenSC's pkcs11-spy, which logs every PKCS#11 call it passes on (to count C_Login).
+pub fn spy_module() -> PathBuf {
+    [
+        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
+        "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so",
+        "/usr/lib/pkcs11-spy.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("pkcs11-spy.so (package opensc-pkcs11) is missing: run scripts/install-deps")
+}
+
 /// A fresh token in a temporary directory, removed when dropped.
 pub struct TestToken {
     pub dir: tempfile::TempDir,
