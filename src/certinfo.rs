@@ -183,18 +183,27 @@ pub fn is_ca(cert: &Certificate) -> bool {
     key_usage(cert).iter().any(|u| u == "keyCertSign")
 }
 
-/// Certificates from a file's bytes: a PEM bundle (any number of CERTIFICATE blocks) or one DER
-/// certificate.
+/// Certificates from a file's bytes: a PEM bundle (CERTIFICATE blocks), one DER certificate,
+/// or a certs-only PKCS#7 bundle (`.p7b`, DER or PEM), the form the DoD publishes its CAs in.
 pub fn load_certificates(bytes: &[u8]) -> crate::Result<Vec<Certificate>> {
-    let bad = |e: der::Error| crate::Error::BadInput(format!("cannot read the certificates: {e}"));
-    if bytes.first() == Some(&0x30) {
-        return Ok(vec![Certificate::from_der(bytes).map_err(bad)?]);
+    let bad =
+        |what: String| crate::Error::BadInput(format!("cannot read the certificates: {what}"));
+    let text = String::from_utf8_lossy(bytes);
+    let der = if text.contains("-----BEGIN CERTIFICATE-----") {
+        let certs = Certificate::load_pem_chain(bytes).map_err(|e| bad(e.to_string()))?;
+        return Ok(certs);
+    } else if text.contains("-----BEGIN ") {
+        crate::mime::detect::find_cms(bytes)?.cms.into_owned()
+    } else {
+        bytes.to_vec()
+    };
+    if let Ok(cert) = Certificate::from_der(&der) {
+        return Ok(vec![cert]);
     }
-    let certs = Certificate::load_pem_chain(bytes).map_err(bad)?;
-    if certs.is_empty() {
-        return Err(crate::Error::BadInput(
-            "no certificate found in the file".into(),
-        ));
+    let bundle = crate::cms::verify::parse(&der)
+        .map_err(|_| bad("neither a certificate nor a PKCS#7 certificate bundle".into()))?;
+    if bundle.certificates.is_empty() {
+        return Err(bad("the bundle holds no certificates".into()));
     }
-    Ok(certs)
+    Ok(bundle.certificates)
 }

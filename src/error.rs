@@ -95,7 +95,7 @@ pub enum Error {
     #[error("{0}")]
     PinUnavailable(String),
 
-    #[error("the signature is invalid: {0}")]
+    #[error("verification failed: {0}")]
     SignatureInvalid(String),
 }
 

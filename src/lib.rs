@@ -34,5 +34,6 @@ pub mod output;
 pub mod pin;
 pub mod smime;
 pub mod token;
+pub mod trust;
 
 pub use error::{Error, Result};

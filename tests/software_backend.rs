@@ -224,7 +224,10 @@ fn signing_through_the_seam_verifies_with_openssl() {
         &mut signed,
     )
     .unwrap();
-    assert_eq!(outcome.key_id, "01", "the signature key, not the key-management one");
+    assert_eq!(
+        outcome.key_id, "01",
+        "the signature key, not the key-management one"
+    );
     assert!(outcome.encryption_certificate.is_some());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signed.eml");
@@ -236,5 +239,8 @@ fn signing_through_the_seam_verifies_with_openssl() {
             .arg("-in")
             .arg(&path),
     );
-    assert_eq!(out.stdout, b"Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n");
+    assert_eq!(
+        out.stdout,
+        b"Content-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n"
+    );
 }

@@ -7,8 +7,10 @@ pub mod digest;
 pub mod envelope;
 pub mod oaep;
 pub mod oids;
+pub mod pubkey;
 pub mod recipient;
 pub mod signed;
+pub mod verify;
 
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};

@@ -154,7 +154,7 @@ fn from_info(info: RecipientInfo) -> Result<Recipient> {
     })
 }
 
-fn hash_from_oid(oid: &ObjectIdentifier) -> Result<HashAlg> {
+pub fn hash_from_oid(oid: &ObjectIdentifier) -> Result<HashAlg> {
     Ok(match *oid {
         o if o == oids::SHA1 => HashAlg::Sha1,
         o if o == oids::SHA224 => HashAlg::Sha224,

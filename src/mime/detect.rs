@@ -142,6 +142,97 @@ fn from_mime(input: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// Signed input, as found.
+#[derive(Debug)]
+pub enum SignedInput<'a> {
+    /// multipart/signed: the first part exactly as received, and the detached signature.
+    Detached {
+        signed: &'a [u8],
+        signature: Vec<u8>,
+    },
+    /// A CMS object: opaque signed-data, or a bare detached signature (`.p7s`).
+    Cms(Cow<'a, [u8]>),
+}
+
+/// Signed input and the message's From address (for comparing with the signer's).
+#[derive(Debug)]
+pub struct FoundSigned<'a> {
+    pub input: SignedInput<'a>,
+    pub from: Option<String>,
+}
+
+fn is_type(part: &mail_parser::MessagePart<'_>, ctype: &str, subtypes: &[&str]) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case(ctype)
+            && ct
+                .subtype()
+                .is_some_and(|s| subtypes.iter().any(|t| s.eq_ignore_ascii_case(t)))
+    })
+}
+
+/// Finds what to verify in `input`: CMS in any encoding, or a mail message carrying a
+/// multipart/signed body or opaque signed-data.
+pub fn find_signed(input: &[u8]) -> Result<FoundSigned<'_>> {
+    let first = trim_ascii_start(input);
+    if input.first() == Some(&0x30)
+        || first.starts_with(b"-----BEGIN ")
+        || bare_base64(first).is_some()
+    {
+        return Ok(FoundSigned {
+            input: SignedInput::Cms(find_cms(input)?.cms),
+            from: None,
+        });
+    }
+    let not_signed = || {
+        Error::BadInput(
+            "the input is not a signed message: no multipart/signed part and no S/MIME signed data"
+                .into(),
+        )
+    };
+    let message = MessageParser::default()
+        .parse(input)
+        .ok_or_else(not_signed)?;
+    let from = message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .map(str::to_string);
+    for part in &message.parts {
+        if is_type(part, "multipart", &["signed"]) {
+            let ids = part.sub_parts().unwrap_or_default();
+            let (Some(a), Some(b)) = (ids.first(), ids.get(1)) else {
+                return Err(Error::BadInput(
+                    "a multipart/signed without its two parts".into(),
+                ));
+            };
+            let (Some(signed), Some(sig)) = (
+                message.parts.get(*a as usize),
+                message.parts.get(*b as usize),
+            ) else {
+                return Err(not_signed());
+            };
+            let range = signed.offset_header as usize..signed.offset_end as usize;
+            let signed_bytes = input.get(range).ok_or_else(not_signed)?;
+            let signature = match &sig.body {
+                PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+                PartType::Text(t) => find_cms(t.as_bytes())?.cms.into_owned(),
+                _ => return Err(not_signed()),
+            };
+            return Ok(FoundSigned {
+                input: SignedInput::Detached {
+                    signed: signed_bytes,
+                    signature,
+                },
+                from,
+            });
+        }
+    }
+    Ok(FoundSigned {
+        input: SignedInput::Cms(Cow::Owned(from_mime(input)?)),
+        from,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

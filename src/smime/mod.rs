@@ -3,6 +3,8 @@
 
 mod decrypt;
 mod sign;
+mod verify;
 
 pub use decrypt::{DecryptOutcome, DecryptRequest, decrypt, decrypt_with_backend};
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
+pub use verify::{SignerReport, VerifyOutcome, verify};

@@ -26,6 +26,8 @@ pub enum Command {
     Decrypt(DecryptArgs),
     /// Sign a message with the card's signature key (clear-text multipart/signed by default).
     Sign(SignArgs),
+    /// Check a signed message: every signature, and whether each signer is trusted.
+    Verify(VerifyArgs),
 }
 
 /// Which module and token to use.
@@ -124,6 +126,30 @@ pub struct SignArgs {
     #[command(flatten)]
     pub pin: PinArgs,
     /// Print what was signed and with which key as JSON (on stdout; needs -o).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The signed message (multipart/signed or signed-data), a .p7s, or '-' / nothing for stdin.
+    pub input: Option<PathBuf>,
+    /// Trust anchors: PEM, DER or a certs-only PKCS#7 bundle (.p7b). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// Do not trust the system's certificate store, only --ca.
+    #[arg(long)]
+    pub no_system_ca: bool,
+    /// The signed content, for a detached signature given as INPUT.
+    #[arg(long, value_name = "FILE")]
+    pub content: Option<PathBuf>,
+    /// Write the signed content here, only when every signature is valid and trusted.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Save the signer's certificate (PEM) here, as mail clients ask.
+    #[arg(long, value_name = "FILE")]
+    pub signer_cert: Option<PathBuf>,
+    /// Machine-readable report on stdout.
     #[arg(long)]
     pub json: bool,
 }

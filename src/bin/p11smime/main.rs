@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Certs(args) => commands::certs::run(args),
         cli::Command::Decrypt(args) => commands::decrypt::run(args),
         cli::Command::Sign(args) => commands::sign::run(args),
+        cli::Command::Verify(args) => commands::verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,10 @@ fn remedy(error: &Error) -> Option<String> {
         }
         Error::ModuleLoad { .. } => "check that --module names a PKCS#11 library (.so/.dylib) for this machine".into(),
         Error::Token(_) => "`p11smime tokens` lists what the module sees".into(),
+        Error::SignatureInvalid(_) => {
+            "do not rely on this message's origin or content; the lines above say which signer failed and why"
+                .into()
+        }
         _ => return None,
     })
 }

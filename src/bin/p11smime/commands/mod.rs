@@ -4,6 +4,7 @@ pub mod certs;
 pub mod decrypt;
 pub mod sign;
 pub mod tokens;
+pub mod verify;
 
 use crate::cli::{PinArgs, TokenArgs};
 use p11smime::pin::PinSource;

@@ -1,0 +1,72 @@
+//! `p11smime verify`: a short report per signer, `--json`, and exit 7 unless every signature
+//! is valid and trusted.
+
+use super::print_json;
+use crate::cli::VerifyArgs;
+use crate::io;
+use p11smime::smime::{self, SignerReport};
+use p11smime::trust::TrustStore;
+use p11smime::{Error, Result};
+
+pub fn run(args: VerifyArgs) -> Result<()> {
+    let from_stdin = io::is_stdin(args.input.as_deref());
+    io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
+    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
+    let content = match &args.content {
+        Some(p) => Some(
+            std::fs::read(p).map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    let trust = TrustStore::load(&args.ca, !args.no_system_ca)?;
+    let outcome = smime::verify(&input, content.as_deref(), &trust)?;
+
+    if let Some(path) = &args.signer_cert
+        && let Some(cert) = outcome.signers.iter().find_map(|s| s.certificate.as_ref())
+    {
+        let pem = der::EncodePem::to_pem(cert, der::pem::LineEnding::LF)
+            .map_err(|e| Error::BadInput(format!("cannot encode the signer's certificate: {e}")))?;
+        std::fs::write(path, pem)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
+    if args.json {
+        print_json(&outcome)?;
+    } else {
+        for s in &outcome.signers {
+            print_signer(s);
+        }
+    }
+    outcome.ensure_good()?;
+    if let Some(path) = &args.output {
+        io::with_output(Some(path), |out| {
+            out.write_all(&outcome.content)
+                .map_err(|e| Error::io("cannot write the signed content", e))
+        })?;
+    }
+    Ok(())
+}
+
+fn print_signer(s: &SignerReport) {
+    let verdict = match (s.signature_valid, s.trusted) {
+        (true, true) => "Good signature, trusted",
+        (true, false) => "Good signature, NOT TRUSTED",
+        _ => "BAD signature",
+    };
+    let who = match s.emails.first() {
+        Some(mail) => format!("{} <{mail}>", s.subject),
+        None => s.subject.clone(),
+    };
+    eprintln!("{verdict}: {who}");
+    if !s.issuer.is_empty() {
+        eprintln!("  issuer:  {} (serial {})", s.issuer, s.serial);
+    }
+    if let Some(t) = &s.signing_time {
+        eprintln!("  signed:  {t}");
+    }
+    if let Some(problem) = &s.problem {
+        eprintln!("  problem: {problem}");
+    }
+    if s.from_matches == Some(false) {
+        eprintln!("  warning: the message's From address is not one of the signer's addresses");
+    }
+}

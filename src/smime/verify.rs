@@ -1,0 +1,157 @@
+//! `verify`: find the signed data (multipart/signed as received, opaque signed-data, or a
+//! detached `.p7s` with its content), check every signature, and decide trust at signing time.
+//! A bad or untrusted signature is a verdict in the outcome, not an error: the caller decides
+//! (the CLI exits 7). No key or PIN is needed.
+
+use crate::certinfo;
+use crate::cms::verify::{self as cmsverify, SignedMessage};
+use crate::error::{Error, Result};
+use crate::mime::detect::{self, SignedInput};
+use crate::trust::TrustStore;
+use x509_cert::Certificate;
+
+/// The verdict on one signer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignerReport {
+    pub subject: String,
+    pub emails: Vec<String>,
+    pub issuer: String,
+    pub serial: String,
+    pub signing_time: Option<String>,
+    /// The digest and the signature are right.
+    pub signature_valid: bool,
+    /// The signer's certificate chains to a trust anchor, for e-mail, at signing time.
+    pub trusted: bool,
+    /// Why not, when either of the above is false.
+    pub problem: Option<String>,
+    /// Whether the message's From is one of the certificate's addresses (`None`: no From).
+    pub from_matches: Option<bool>,
+    #[serde(skip)]
+    pub certificate: Option<Certificate>,
+}
+
+/// Everything `verify` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyOutcome {
+    /// "multipart/signed", "signed-data" or "detached".
+    pub form: String,
+    pub from: Option<String>,
+    pub signers: Vec<SignerReport>,
+    /// True when every signature is valid and trusted.
+    pub all_good: bool,
+    /// What was signed (the entity of a multipart/signed, the content of signed-data).
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+impl VerifyOutcome {
+    /// `Err(SignatureInvalid)` unless every signer is valid and trusted.
+    pub fn ensure_good(&self) -> Result<()> {
+        if self.all_good {
+            return Ok(());
+        }
+        let why = self
+            .signers
+            .iter()
+            .filter_map(|s| s.problem.clone())
+            .next()
+            .unwrap_or_else(|| "the message has no signers".into());
+        Err(Error::SignatureInvalid(why))
+    }
+}
+
+/// Verifies `input`; `detached_content` is the content of a bare `.p7s` (`--content`).
+pub fn verify(
+    input: &[u8],
+    detached_content: Option<&[u8]>,
+    trust: &TrustStore,
+) -> Result<VerifyOutcome> {
+    let found = detect::find_signed(input)?;
+    let (form, signed, content) = match &found.input {
+        SignedInput::Detached { signed, signature } => (
+            "multipart/signed",
+            cmsverify::parse(signature)?,
+            signed.to_vec(),
+        ),
+        SignedInput::Cms(cms) => {
+            let mut signed = cmsverify::parse(cms)?;
+            match (signed.content.take(), detached_content) {
+                (Some(c), _) => ("signed-data", signed, c),
+                (None, Some(c)) => ("detached", signed, c.to_vec()),
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "this is a detached signature: give the signed content with --content FILE"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    };
+    let now = certinfo::now();
+    let signers: Vec<SignerReport> = signed
+        .signers
+        .iter()
+        .map(|s| report(s, &signed, &content, trust, found.from.as_deref(), now))
+        .collect();
+    let all_good = !signers.is_empty() && signers.iter().all(|s| s.signature_valid && s.trusted);
+    Ok(VerifyOutcome {
+        form: form.into(),
+        from: found.from,
+        signers,
+        all_good,
+        content,
+    })
+}
+
+fn report(
+    signer: &cmsverify::Signer,
+    message: &SignedMessage,
+    content: &[u8],
+    trust: &TrustStore,
+    from: Option<&str>,
+    now: u64,
+) -> SignerReport {
+    let signing_time = signer.signing_time();
+    let Some(cert) = signer.find_certificate(&message.certificates) else {
+        return SignerReport {
+            subject: String::new(),
+            emails: Vec::new(),
+            issuer: String::new(),
+            serial: String::new(),
+            signing_time: signing_time.map(|t| t.to_date_time().to_string()),
+            signature_valid: false,
+            trusted: false,
+            problem: Some("the message does not include the signer's certificate".into()),
+            from_matches: None,
+            certificate: None,
+        };
+    };
+    let checked = signer.check(content, &message.content_type, cert);
+    // Trust is judged when the message was signed, never later than now.
+    let at = signing_time
+        .map(|t| t.to_unix_duration().as_secs())
+        .map_or(now, |t| t.min(now));
+    let trusted = match &checked {
+        Ok(()) => trust.check_signer(cert, &message.certificates, at),
+        Err(_) => Err(String::new()),
+    };
+    let emails = certinfo::emails(cert);
+    let from_matches = from.map(|f| emails.iter().any(|e| e.eq_ignore_ascii_case(f)));
+    let problem = match (&checked, &trusted) {
+        (Err(e), _) => Some(e.clone()),
+        (Ok(()), Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    SignerReport {
+        subject: cert.tbs_certificate.subject.to_string(),
+        emails,
+        issuer: cert.tbs_certificate.issuer.to_string(),
+        serial: hex::encode_upper(cert.tbs_certificate.serial_number.as_bytes()),
+        signing_time: signing_time.map(|t| t.to_date_time().to_string()),
+        signature_valid: checked.is_ok(),
+        trusted: trusted.is_ok(),
+        problem,
+        from_matches,
+        certificate: Some(cert.clone()),
+    }
+}
