@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod certinfo;
+pub mod certstore;
 pub mod cms;
 pub mod error;
 pub mod keyops;

@@ -4,6 +4,7 @@
 pub mod ber;
 pub mod content;
 pub mod digest;
+pub mod encrypt;
 pub mod envelope;
 pub mod oaep;
 pub mod oids;

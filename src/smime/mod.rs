@@ -2,9 +2,12 @@
 //! the key backend meet. One file per operation.
 
 mod decrypt;
+mod encrypt;
 mod sign;
 mod verify;
 
+pub use crate::cms::encrypt::{Cipher, KeyTransport};
 pub use decrypt::{DecryptOutcome, DecryptRequest, decrypt, decrypt_with_backend};
+pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
 pub use verify::{SignerReport, VerifyOutcome, verify};

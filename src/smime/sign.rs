@@ -157,7 +157,7 @@ fn micalg(h: HashAlg) -> &'static str {
     }
 }
 
-fn sign_core(
+pub(super) fn sign_core(
     input: &[u8],
     backend: &mut dyn KeyBackend,
     certs: &[KeyCertificate],

@@ -28,6 +28,8 @@ pub enum Command {
     Sign(SignArgs),
     /// Check a signed message: every signature, and whether each signer is trusted.
     Verify(VerifyArgs),
+    /// Encrypt a message to its recipients (and to your own card, so you can read it later).
+    Encrypt(EncryptArgs),
 }
 
 /// Which module and token to use.
@@ -150,6 +152,51 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub signer_cert: Option<PathBuf>,
     /// Machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// The message or MIME entity to encrypt: a file, or '-' / nothing for stdin.
+    pub input: Option<PathBuf>,
+    /// A recipient: a certificate file (PEM, DER, .p7b) or an e-mail address in your
+    /// certificate directory. Repeat for several.
+    #[arg(
+        short = 'r',
+        long = "recipient",
+        value_name = "RECIPIENT",
+        required = true
+    )]
+    pub recipients: Vec<String>,
+    /// Write the result here (only on success) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Content cipher.
+    #[arg(long, value_name = "NAME", default_value = "aes256-cbc",
+          value_parser = ["aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-gcm", "aes256-gcm"])]
+    pub cipher: String,
+    /// RSAES-OAEP key transport instead of PKCS#1 v1.5: --oaep (SHA-256) or --oaep=sha1.
+    #[arg(long, value_name = "DIGEST", num_args = 0..=1, require_equals = true,
+          default_missing_value = "sha256", value_parser = ["sha1", "sha256"])]
+    pub oaep: Option<String>,
+    /// Sign with the card first, then encrypt.
+    #[arg(long)]
+    pub sign: bool,
+    /// With --sign: the signing key (a label, id:HEX or pkcs11: URI).
+    #[arg(long, value_name = "SEL")]
+    pub key: Option<String>,
+    /// Do not add your own key-management certificate as a recipient.
+    #[arg(long)]
+    pub no_self: bool,
+    /// message (default), or der / pem for the bare CMS object.
+    #[arg(long, value_name = "FORM", default_value = "message", value_parser = ["message", "der", "pem"])]
+    pub outform: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// Print the recipients and cipher as JSON (on stdout; needs -o).
     #[arg(long)]
     pub json: bool,
 }

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Decrypt(args) => commands::decrypt::run(args),
         cli::Command::Sign(args) => commands::sign::run(args),
         cli::Command::Verify(args) => commands::verify::run(args),
+        cli::Command::Encrypt(args) => commands::encrypt::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod decrypt;
+pub mod encrypt;
 pub mod sign;
 pub mod tokens;
 pub mod verify;

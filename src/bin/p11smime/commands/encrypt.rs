@@ -1,0 +1,97 @@
+//! `p11smime encrypt`: encrypt to certificates, with a copy to your own card.
+
+use super::{pin_source, print_json};
+use crate::cli::EncryptArgs;
+use crate::io;
+use crate::ui::Terminal;
+use p11smime::keyops::HashAlg;
+use p11smime::smime::{
+    self, Cipher, EncryptParams, EncryptRequest, KeyTransport, OutForm, SignParams,
+};
+use p11smime::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use p11smime::{Error, Result, certstore};
+
+pub fn run(args: EncryptArgs) -> Result<()> {
+    let pin = pin_source(&args.pin)?;
+    let key: Option<KeySelector> = args.key.as_deref().map(str::parse).transpose()?;
+    if args.json && args.output.is_none() {
+        return Err(Error::Usage(
+            "--json prints to stdout, so the encrypted output needs -o FILE".into(),
+        ));
+    }
+    let from_stdin = io::is_stdin(args.input.as_deref());
+    io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
+    let mut recipients = Vec::new();
+    for r in &args.recipients {
+        recipients.extend(certstore::recipient(r)?);
+    }
+    let cipher = match args.cipher.as_str() {
+        "aes128-cbc" => Cipher::Aes128Cbc,
+        "aes192-cbc" => Cipher::Aes192Cbc,
+        "aes128-gcm" => Cipher::Aes128Gcm,
+        "aes256-gcm" => Cipher::Aes256Gcm,
+        _ => Cipher::Aes256Cbc,
+    };
+    let key_transport = match args.oaep.as_deref() {
+        Some("sha1") => KeyTransport::Oaep(HashAlg::Sha1),
+        Some(_) => KeyTransport::Oaep(HashAlg::Sha256),
+        None => KeyTransport::Pkcs1v15,
+    };
+    let outform = match args.outform.as_str() {
+        "der" => OutForm::Der,
+        "pem" => OutForm::Pem,
+        _ => OutForm::Message,
+    };
+    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
+
+    let selector: Option<TokenSelector> =
+        args.token.token.as_deref().map(str::parse).transpose()?;
+    let needs_token = args.sign || !args.no_self;
+    // Without --sign the token is a convenience (the self copy): a missing module is a warning.
+    let module = match (needs_token, Module::open(args.token.module.as_deref())) {
+        (false, _) => None,
+        (true, Ok(m)) => Some(m),
+        (true, Err(e)) if args.sign => return Err(e),
+        (true, Err(_)) => None,
+    };
+    let callbacks = Terminal {
+        verbose: args.token.verbose,
+    };
+    let request = EncryptRequest {
+        token: selector.as_ref(),
+        login: LoginOptions {
+            pin: pin.as_ref(),
+            force_final_try: args.pin.force_final_try,
+            callbacks: &callbacks,
+        },
+        params: EncryptParams {
+            recipients: &recipients,
+            cipher,
+            key_transport,
+            outform,
+        },
+        self_copy: !args.no_self,
+        sign: args.sign.then_some(SignParams {
+            key: key.as_ref(),
+            opaque: false,
+            digest: None,
+            pss: false,
+            chain: &[],
+            outform: OutForm::Message,
+        }),
+    };
+    let outcome = io::with_output(args.output.as_ref(), |out| {
+        smime::encrypt(module.as_ref(), &input, &request, out)
+    })?;
+    if args.token.verbose {
+        eprintln!(
+            "p11smime: encrypted ({}) to: {}",
+            outcome.cipher,
+            outcome.recipients.join("; ")
+        );
+    }
+    if args.json {
+        print_json(&outcome)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Building EnvelopedData (AES-CBC) and AuthEnvelopedData (AES-GCM, RFC 5083/5084) to RSA
+//! recipients, with PKCS#1 v1.5 or RSAES-OAEP key transport. Only public keys are used here, so
+//! nothing crosses the key seam. The `cms` types describe the structures; AuthEnvelopedData,
+//! which `cms` 0.2 lacks, is declared below with its derive.
+
+use crate::cms::oids;
+use crate::cms::signed::hash_oid;
+use crate::error::{Error, Result};
+use crate::keyops::HashAlg;
+use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+    RecipientInfos,
+};
+use der::asn1::{Any, OctetString, SetOfVec};
+use der::{Encode, Sequence};
+use rand::RngCore;
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// Content ciphers we write. CBC for the widest reach; GCM where recipients can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    Aes128Cbc,
+    Aes192Cbc,
+    Aes256Cbc,
+    Aes128Gcm,
+    Aes256Gcm,
+}
+
+impl Cipher {
+    fn key_len(self) -> usize {
+        match self {
+            Cipher::Aes128Cbc | Cipher::Aes128Gcm => 16,
+            Cipher::Aes192Cbc => 24,
+            Cipher::Aes256Cbc | Cipher::Aes256Gcm => 32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cipher::Aes128Cbc => "AES-128-CBC",
+            Cipher::Aes192Cbc => "AES-192-CBC",
+            Cipher::Aes256Cbc => "AES-256-CBC",
+            Cipher::Aes128Gcm => "AES-128-GCM",
+            Cipher::Aes256Gcm => "AES-256-GCM",
+        }
+    }
+
+    pub fn is_gcm(self) -> bool {
+        matches!(self, Cipher::Aes128Gcm | Cipher::Aes256Gcm)
+    }
+}
+
+/// Key transport padding we write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTransport {
+    Pkcs1v15,
+    /// RSAES-OAEP with MGF1 over the same digest and no label.
+    Oaep(HashAlg),
+}
+
+/// RFC 5084 GCMParameters.
+#[derive(Sequence)]
+struct GcmParameters {
+    nonce: OctetString,
+    icv_len: u8,
+}
+
+/// RFC 5083 AuthEnvelopedData without the optional fields we never write.
+#[derive(Sequence)]
+struct AuthEnvelopedData {
+    version: CmsVersion,
+    recip_infos: RecipientInfos,
+    auth_encrypted_content: EncryptedContentInfo,
+    mac: OctetString,
+}
+
+/// RSAES-OAEP-params for a non-default digest: hashFunc [0] and maskGenFunc [1].
+#[derive(Sequence)]
+struct OaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    hash: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT")]
+    mgf: AlgorithmIdentifierOwned,
+}
+
+fn encode_err(e: impl std::fmt::Display) -> Error {
+    Error::BadInput(format!("cannot build the encrypted message: {e}"))
+}
+
+fn key_transport_alg(kt: KeyTransport) -> Result<AlgorithmIdentifierOwned> {
+    Ok(match kt {
+        KeyTransport::Pkcs1v15 => AlgorithmIdentifierOwned {
+            oid: oids::RSA_ENCRYPTION,
+            parameters: Some(Any::null()),
+        },
+        KeyTransport::Oaep(HashAlg::Sha1) => AlgorithmIdentifierOwned {
+            oid: oids::RSAES_OAEP,
+            parameters: Some(Any::encode_from(&Vec::<Any>::new()).map_err(encode_err)?),
+        },
+        KeyTransport::Oaep(h) => {
+            let hash = AlgorithmIdentifierOwned {
+                oid: hash_oid(h),
+                parameters: None,
+            };
+            let params = OaepParams {
+                mgf: AlgorithmIdentifierOwned {
+                    oid: oids::MGF1,
+                    parameters: Some(Any::encode_from(&hash).map_err(encode_err)?),
+                },
+                hash,
+            };
+            AlgorithmIdentifierOwned {
+                oid: oids::RSAES_OAEP,
+                parameters: Some(Any::encode_from(&params).map_err(encode_err)?),
+            }
+        }
+    })
+}
+
+fn wrap_for(cert: &Certificate, cek: &[u8], kt: KeyTransport) -> Result<RecipientInfo> {
+    use rsa::pkcs8::DecodePublicKey;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid != oids::RSA_ENCRYPTION {
+        return Err(Error::Unsupported(format!(
+            "encrypting to a {} key is not supported yet (only RSA recipients): {}",
+            oids::name(&spki.algorithm.oid),
+            cert.tbs_certificate.subject
+        )));
+    }
+    let key = rsa::RsaPublicKey::from_public_key_der(&spki.to_der().map_err(encode_err)?)
+        .map_err(|e| Error::BadInput(format!("the recipient's RSA key cannot be read: {e}")))?;
+    let mut rng = rand::thread_rng();
+    let wrapped = match kt {
+        KeyTransport::Pkcs1v15 => key.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, cek),
+        KeyTransport::Oaep(HashAlg::Sha1) => {
+            key.encrypt(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), cek)
+        }
+        KeyTransport::Oaep(HashAlg::Sha224) => {
+            key.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha224>(), cek)
+        }
+        KeyTransport::Oaep(HashAlg::Sha256) => {
+            key.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), cek)
+        }
+        KeyTransport::Oaep(HashAlg::Sha384) => {
+            key.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha384>(), cek)
+        }
+        KeyTransport::Oaep(HashAlg::Sha512) => {
+            key.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha512>(), cek)
+        }
+    }
+    .map_err(encode_err)?;
+    Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
+        version: CmsVersion::V0,
+        rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: cert.tbs_certificate.issuer.clone(),
+            serial_number: cert.tbs_certificate.serial_number.clone(),
+        }),
+        key_enc_alg: key_transport_alg(kt)?,
+        enc_key: OctetString::new(wrapped).map_err(encode_err)?,
+    }))
+}
+
+/// Encrypts `content` to every certificate in `recipients`; returns the ContentInfo DER.
+pub fn encrypt(
+    content: &[u8],
+    recipients: &[Certificate],
+    cipher: Cipher,
+    kt: KeyTransport,
+) -> Result<Vec<u8>> {
+    if recipients.is_empty() {
+        return Err(Error::Usage("no recipients: give at least one -r".into()));
+    }
+    let mut rng = rand::thread_rng();
+    let mut cek = Zeroizing::new(vec![0u8; cipher.key_len()]);
+    rng.fill_bytes(&mut cek);
+    let infos: Vec<RecipientInfo> = recipients
+        .iter()
+        .map(|c| wrap_for(c, &cek, kt))
+        .collect::<Result<_>>()?;
+    let recip_infos = RecipientInfos(SetOfVec::try_from(infos).map_err(encode_err)?);
+
+    if cipher.is_gcm() {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let mut data = Zeroizing::new(content.to_vec());
+        let tag = gcm_seal(cipher, &cek, &nonce, &mut data)?;
+        let oid = if cipher == Cipher::Aes128Gcm {
+            oids::AES128_GCM
+        } else {
+            oids::AES256_GCM
+        };
+        let params = GcmParameters {
+            nonce: OctetString::new(nonce.to_vec()).map_err(encode_err)?,
+            icv_len: 16,
+        };
+        let aed = AuthEnvelopedData {
+            version: CmsVersion::V0,
+            recip_infos,
+            auth_encrypted_content: EncryptedContentInfo {
+                content_type: oids::DATA,
+                content_enc_alg: AlgorithmIdentifierOwned {
+                    oid,
+                    parameters: Some(Any::encode_from(&params).map_err(encode_err)?),
+                },
+                encrypted_content: Some(OctetString::new(data.to_vec()).map_err(encode_err)?),
+            },
+            mac: OctetString::new(tag).map_err(encode_err)?,
+        };
+        return ContentInfo {
+            content_type: oids::AUTH_ENVELOPED_DATA,
+            content: Any::encode_from(&aed).map_err(encode_err)?,
+        }
+        .to_der()
+        .map_err(encode_err);
+    }
+
+    let mut iv = [0u8; 16];
+    rng.fill_bytes(&mut iv);
+    let (oid, ciphertext) = match cipher {
+        Cipher::Aes128Cbc => (
+            oids::AES128_CBC,
+            cbc::Encryptor::<aes::Aes128>::new_from_slices(&cek, &iv)
+                .map_err(encode_err)?
+                .encrypt_padded_vec_mut::<Pkcs7>(content),
+        ),
+        Cipher::Aes192Cbc => (
+            oids::AES192_CBC,
+            cbc::Encryptor::<aes::Aes192>::new_from_slices(&cek, &iv)
+                .map_err(encode_err)?
+                .encrypt_padded_vec_mut::<Pkcs7>(content),
+        ),
+        _ => (
+            oids::AES256_CBC,
+            cbc::Encryptor::<aes::Aes256>::new_from_slices(&cek, &iv)
+                .map_err(encode_err)?
+                .encrypt_padded_vec_mut::<Pkcs7>(content),
+        ),
+    };
+    let ed = EnvelopedData {
+        version: CmsVersion::V0,
+        originator_info: None,
+        recip_infos,
+        encrypted_content: EncryptedContentInfo {
+            content_type: oids::DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid,
+                parameters: Some(
+                    Any::encode_from(&OctetString::new(iv.to_vec()).map_err(encode_err)?)
+                        .map_err(encode_err)?,
+                ),
+            },
+            encrypted_content: Some(OctetString::new(ciphertext).map_err(encode_err)?),
+        },
+        unprotected_attrs: None,
+    };
+    ContentInfo {
+        content_type: oids::ENVELOPED_DATA,
+        content: Any::encode_from(&ed).map_err(encode_err)?,
+    }
+    .to_der()
+    .map_err(encode_err)
+}
+
+fn gcm_seal(cipher: Cipher, key: &[u8], nonce: &[u8; 12], data: &mut [u8]) -> Result<Vec<u8>> {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    let nonce = aes_gcm::Nonce::from_slice(nonce);
+    let tag = if cipher == Cipher::Aes128Gcm {
+        aes_gcm::Aes128Gcm::new_from_slice(key)
+            .map_err(encode_err)?
+            .encrypt_in_place_detached(nonce, b"", data)
+    } else {
+        aes_gcm::Aes256Gcm::new_from_slice(key)
+            .map_err(encode_err)?
+            .encrypt_in_place_detached(nonce, b"", data)
+    }
+    .map_err(encode_err)?;
+    Ok(tag.to_vec())
+}

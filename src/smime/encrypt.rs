@@ -1,0 +1,146 @@
+//! `encrypt`: the transport-safe entity (signed first with `--sign`), encrypted to the
+//! recipients and, so the sent copy stays readable, to the token's own key-management
+//! certificate; composed as `application/pkcs7-mime` under the original mail headers.
+
+use super::sign::{OutForm, SignParams, sign_core};
+use crate::certinfo::{self, is_encryption_cert};
+use crate::cms::encrypt::{self as cmsencrypt, Cipher, KeyTransport};
+use crate::cms::oids;
+use crate::error::{Error, Result};
+use crate::keyops::KeyCertificate;
+use crate::mime::{canon, compose};
+use crate::token::{LoginOptions, Module, TokenSelector};
+use std::io::Write;
+use x509_cert::Certificate;
+
+/// How to encrypt.
+pub struct EncryptParams<'a> {
+    pub recipients: &'a [Certificate],
+    pub cipher: Cipher,
+    pub key_transport: KeyTransport,
+    pub outform: OutForm,
+}
+
+/// Token-side choices: the self copy and signing need the token; plain encryption does not.
+pub struct EncryptRequest<'a> {
+    pub token: Option<&'a TokenSelector>,
+    pub login: LoginOptions<'a>,
+    pub params: EncryptParams<'a>,
+    /// Add the token's key-management certificate as a recipient.
+    pub self_copy: bool,
+    /// Sign with the token first (signed, then encrypted).
+    pub sign: Option<SignParams<'a>>,
+}
+
+/// Who it was encrypted to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EncryptOutcome {
+    pub recipients: Vec<String>,
+    pub cipher: String,
+    /// The token certificate added for the sender's own copy.
+    pub self_copy: Option<String>,
+    pub signed: bool,
+}
+
+/// The token's own certificate to encrypt the sent copy to: current, for encryption, RSA.
+fn own_certificate(certs: &[KeyCertificate]) -> Option<&KeyCertificate> {
+    let now = certinfo::now();
+    certs.iter().find(|c| {
+        c.has_private_key != Some(false)
+            && is_encryption_cert(&c.certificate)
+            && !certinfo::is_expired(&c.certificate, now)
+            && c.certificate
+                .tbs_certificate
+                .subject_public_key_info
+                .algorithm
+                .oid
+                == oids::RSA_ENCRYPTION
+    })
+}
+
+/// Encrypts `input` (a message or entity); the token is used only for `self_copy` and `sign`.
+pub fn encrypt(
+    module: Option<&Module>,
+    input: &[u8],
+    request: &EncryptRequest<'_>,
+    out: &mut dyn Write,
+) -> Result<EncryptOutcome> {
+    if input.is_empty() {
+        return Err(Error::BadInput(
+            "the input is empty: nothing to encrypt".into(),
+        ));
+    }
+    let callbacks = request.login.callbacks;
+    let (outer, entity) = compose::split_message(input);
+    let mut content = canon::transport_safe(entity).to_bytes();
+    let mut recipients: Vec<Certificate> = request.params.recipients.to_vec();
+    let mut self_copy = None;
+
+    let needs_token = request.self_copy || request.sign.is_some();
+    let token = match (needs_token, module) {
+        (false, _) => None,
+        (true, Some(m)) => {
+            let info = m.single_token(request.token)?;
+            Some(m.open_token(&info, request.login)?)
+        }
+        (true, None) if request.sign.is_some() => {
+            return Err(Error::Token(
+                "--sign needs the token, and no PKCS#11 module was found".into(),
+            ));
+        }
+        (true, None) => {
+            callbacks.warn("no token found: the sent copy is not encrypted to you (use --no-self to silence this)");
+            None
+        }
+    };
+    if let Some(mut token) = token {
+        if let Some(params) = &request.sign {
+            token.ensure_login()?;
+            let certs = token.read_certificates()?;
+            let mut signed = Vec::new();
+            sign_core(&content, &mut token, &certs, params, &mut signed)?;
+            content = signed;
+        }
+        if request.self_copy {
+            let certs = token.read_certificates()?;
+            match own_certificate(&certs) {
+                Some(own) if !recipients.contains(&own.certificate) => {
+                    self_copy = Some(own.certificate.tbs_certificate.subject.to_string());
+                    recipients.push(own.certificate.clone());
+                }
+                Some(_) => {}
+                None => callbacks.warn(
+                    "the token holds no current RSA encryption certificate: the sent copy is not encrypted to you",
+                ),
+            }
+        }
+    }
+
+    let der = cmsencrypt::encrypt(
+        &content,
+        &recipients,
+        request.params.cipher,
+        request.params.key_transport,
+    )?;
+    let smime_type = if request.params.cipher.is_gcm() {
+        "authEnveloped-data"
+    } else {
+        "enveloped-data"
+    };
+    let bytes = match request.params.outform {
+        OutForm::Der => der,
+        OutForm::Pem => compose::pem(&der),
+        OutForm::Message => compose::pkcs7_mime(&outer, smime_type, &der),
+    };
+    out.write_all(&bytes)
+        .map_err(|e| Error::io("cannot write the encrypted output", e))?;
+    Ok(EncryptOutcome {
+        recipients: recipients
+            .iter()
+            .map(|c| c.tbs_certificate.subject.to_string())
+            .collect(),
+        cipher: request.params.cipher.name().into(),
+        self_copy,
+        signed: request.sign.is_some(),
+    })
+}
