@@ -61,3 +61,22 @@ pub fn recipient(spec: &str) -> Result<Vec<Certificate>> {
     }
     Ok(chosen)
 }
+
+/// Keeps `cert` under `email` in the directory (created 0700), replacing an older one.
+pub fn remember(email: &str, cert: &Certificate) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = dir().ok_or_else(|| {
+        Error::Usage("no certificate directory: set HOME or P11SMIME_CERT_DIR".into())
+    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let pem = der::EncodePem::to_pem(cert, der::pem::LineEnding::LF)
+        .map_err(|e| Error::BadInput(format!("cannot encode the certificate: {e}")))?;
+    let path = file_for(&dir, email);
+    std::fs::write(&path, pem)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    Ok(path)
+}

@@ -208,3 +208,75 @@ fn unusable_recipients_are_reported() {
     // Missing -r is a usage error.
     assert_fails(&run(&["encrypt", path_str(&mail)]), 2, "no -r");
 }
+
+/// The round a correspondent makes: verify a signed mail with --remember, then encrypt to the
+/// address; the certificate kept is the one the signer named for encryption, not the signing one.
+#[test]
+fn remember_from_a_signature_then_encrypt_by_address() {
+    let token = TestToken::new();
+    let mail = input(&token);
+    let cert_dir = token.path("certs");
+    let signed = token.path("signed.eml");
+    run_ok(&mut token.p11smime(&[
+        "sign",
+        "--pin",
+        "env:TEST_PIN",
+        "-o",
+        path_str(&signed),
+        path_str(&mail),
+    ]));
+    run_ok(
+        token
+            .p11smime(&[
+                "verify",
+                "--ca",
+                path_str(&fixture("ca.pem")),
+                "--no-system-ca",
+                "--remember",
+                path_str(&signed),
+            ])
+            .env("P11SMIME_CERT_DIR", &cert_dir),
+    );
+    let kept = std::fs::read_to_string(cert_dir.join("alice@example.test.pem")).unwrap();
+    let enc = std::fs::read_to_string(fixture("alice-enc.pem")).unwrap();
+    assert_eq!(
+        kept.trim(),
+        enc.trim(),
+        "the key-management certificate is kept"
+    );
+    let out = token.path("to-alice.eml");
+    run_ok(
+        token
+            .p11smime(&[
+                "encrypt",
+                "-r",
+                "alice@example.test",
+                "--no-self",
+                "-o",
+                path_str(&out),
+                path_str(&mail),
+            ])
+            .env("P11SMIME_CERT_DIR", &cert_dir),
+    );
+    let plain = token.decrypt(&out);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert_eq!(body_text(&plain.stdout), "Danke, Bob.\nFrom Alice\n");
+}
+
+#[test]
+fn certs_export_writes_the_certificate_to_hand_out() {
+    let token = TestToken::new();
+    let out =
+        run_ok(&mut token.p11smime(&["certs", "--export", "Alice Key Management Certificate"]));
+    let enc = std::fs::read_to_string(fixture("alice-enc.pem")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), enc.trim());
+    let bad = token
+        .p11smime(&["certs", "--export", "id:99"])
+        .output()
+        .unwrap();
+    assert_fails(&bad, 4, "--export naming nothing");
+}

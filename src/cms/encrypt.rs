@@ -127,7 +127,7 @@ fn wrap_for(cert: &Certificate, cek: &[u8], kt: KeyTransport) -> Result<Recipien
     let spki = &cert.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != oids::RSA_ENCRYPTION {
         return Err(Error::Unsupported(format!(
-            "encrypting to a {} key is not supported yet (only RSA recipients): {}",
+            "encrypting to an {} key is not supported yet (only RSA recipients): {}",
             oids::name(&spki.algorithm.oid),
             cert.tbs_certificate.subject
         )));

@@ -170,6 +170,32 @@ impl Signer {
             .and_then(|a| a.values.iter().next())
     }
 
+    /// The certificate the signer asks replies to be encrypted to (RFC 8551
+    /// sMIMEEncryptionKeyPreference, or Microsoft's equivalent), among `certs`.
+    pub fn preferred_encryption_cert<'c>(
+        &self,
+        certs: &'c [Certificate],
+    ) -> Option<&'c Certificate> {
+        use cms::cert::IssuerAndSerialNumber;
+        let from_attr = |oid, implicit: bool| -> Option<IssuerAndSerialNumber> {
+            let mut der = self.attribute(oid)?.to_der().ok()?;
+            if implicit {
+                // [0] IMPLICIT IssuerAndSerialNumber: read it back as the SEQUENCE it is.
+                if der.first() != Some(&0xa0) {
+                    return None;
+                }
+                der[0] = 0x30;
+            }
+            IssuerAndSerialNumber::from_der(&der).ok()
+        };
+        let ias = from_attr(crate::cms::signed::ATTR_ENC_KEY_PREFERENCE, true)
+            .or_else(|| from_attr(crate::cms::signed::ATTR_MS_ENC_KEY_PREFERENCE, false))?;
+        certs.iter().find(|c| {
+            c.tbs_certificate.issuer == ias.issuer
+                && c.tbs_certificate.serial_number == ias.serial_number
+        })
+    }
+
     /// The signingTime attribute, RFC 3339.
     pub fn signing_time(&self) -> Option<x509_cert::time::Time> {
         let any = self.attribute(ATTR_SIGNING_TIME)?;

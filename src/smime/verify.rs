@@ -28,6 +28,10 @@ pub struct SignerReport {
     pub from_matches: Option<bool>,
     #[serde(skip)]
     pub certificate: Option<Certificate>,
+    /// The certificate to encrypt replies to: the one the signer named as preferred, else the
+    /// signer's own.
+    #[serde(skip)]
+    pub encryption_certificate: Option<Certificate>,
 }
 
 /// Everything `verify` found.
@@ -124,6 +128,7 @@ fn report(
             problem: Some("the message does not include the signer's certificate".into()),
             from_matches: None,
             certificate: None,
+            encryption_certificate: None,
         };
     };
     let checked = signer.check(content, &message.content_type, cert);
@@ -152,6 +157,12 @@ fn report(
         trusted: trusted.is_ok(),
         problem,
         from_matches,
+        encryption_certificate: Some(
+            signer
+                .preferred_encryption_cert(&message.certificates)
+                .unwrap_or(cert)
+                .clone(),
+        ),
         certificate: Some(cert.clone()),
     }
 }

@@ -71,6 +71,13 @@ pub struct TokensArgs {
 pub struct CertsArgs {
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Write this certificate (a label, id:HEX or pkcs11: URI) and the CA certificates on the
+    /// token as PEM, to hand to correspondents.
+    #[arg(long, value_name = "SEL")]
+    pub export: Option<String>,
+    /// With --export: write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// With --pin, log in first so that private keys hidden until login are seen too.
     #[command(flatten)]
     pub pin: PinArgs,
@@ -151,6 +158,10 @@ pub struct VerifyArgs {
     /// Save the signer's certificate (PEM) here, as mail clients ask.
     #[arg(long, value_name = "FILE")]
     pub signer_cert: Option<PathBuf>,
+    /// Keep the signer's encryption certificate in your certificate directory, by address,
+    /// so that `encrypt -r ADDRESS` finds it (only for a good, trusted signature).
+    #[arg(long)]
+    pub remember: bool,
     /// Machine-readable report on stdout.
     #[arg(long)]
     pub json: bool,

@@ -19,6 +19,15 @@ pub fn run(args: CertsArgs) -> Result<()> {
     let callbacks = Terminal {
         verbose: args.token.verbose,
     };
+    if let Some(sel) = &args.export {
+        return export(
+            &module,
+            selector.as_ref(),
+            sel,
+            args.output.as_ref(),
+            &callbacks,
+        );
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -45,6 +54,15 @@ pub fn run(args: CertsArgs) -> Result<()> {
             token: info,
             certificates,
         });
+    }
+    if let Some(sel) = &args.export {
+        return export(
+            &module,
+            selector.as_ref(),
+            sel,
+            args.output.as_ref(),
+            &callbacks,
+        );
     }
     if args.json {
         return print_json(&listing);
@@ -87,4 +105,46 @@ fn print_cert(c: &CertSummary) {
         (None, _) => "hidden until login (run with --pin to check)".to_string(),
     };
     println!("    key:      {key}");
+}
+
+/// Writes the selected certificate and the token's CA certificates as PEM.
+fn export(
+    module: &p11smime::token::Module,
+    selector: Option<&p11smime::token::TokenSelector>,
+    sel: &str,
+    output: Option<&std::path::PathBuf>,
+    callbacks: &Terminal,
+) -> Result<()> {
+    let key: p11smime::token::KeySelector = sel.parse()?;
+    let info = module.single_token(selector)?;
+    let token = module.open_token(
+        &info,
+        LoginOptions {
+            pin: None,
+            force_final_try: false,
+            callbacks,
+        },
+    )?;
+    let certs = token.read_certificates()?;
+    let chosen: Vec<_> = certs
+        .iter()
+        .filter(|c| key.matches(c) || p11smime::certinfo::is_ca(&c.certificate))
+        .collect();
+    if !chosen.iter().any(|c| key.matches(c)) {
+        return Err(p11smime::Error::KeyNotFound(format!(
+            "no certificate on the token matches {sel}; `p11smime certs` lists labels and ids"
+        )));
+    }
+    let mut pem = String::new();
+    for c in chosen {
+        pem.push_str(
+            &der::EncodePem::to_pem(&c.certificate, der::pem::LineEnding::LF).map_err(|e| {
+                p11smime::Error::BadInput(format!("cannot encode a certificate: {e}"))
+            })?,
+        );
+    }
+    crate::io::with_output(output, |out| {
+        out.write_all(pem.as_bytes())
+            .map_err(|e| p11smime::Error::io("cannot write the certificates", e))
+    })
 }

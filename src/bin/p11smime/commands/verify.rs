@@ -37,6 +37,16 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         }
     }
     outcome.ensure_good()?;
+    if args.remember {
+        for s in &outcome.signers {
+            if let Some(cert) = &s.encryption_certificate {
+                for email in &s.emails {
+                    let path = p11smime::certstore::remember(email, cert)?;
+                    eprintln!("remembered {email}: {}", path.display());
+                }
+            }
+        }
+    }
     if let Some(path) = &args.output {
         io::with_output(Some(path), |out| {
             out.write_all(&outcome.content)
