@@ -200,19 +200,20 @@ pub fn find_signed(input: &[u8]) -> Result<FoundSigned<'_>> {
     for part in &message.parts {
         if is_type(part, "multipart", &["signed"]) {
             let ids = part.sub_parts().unwrap_or_default();
-            let (Some(a), Some(b)) = (ids.first(), ids.get(1)) else {
+            // The signature is the second part; the first is taken from the raw bytes below.
+            let Some(sig) = ids.get(1).and_then(|b| message.parts.get(*b as usize)) else {
                 return Err(Error::BadInput(
                     "a multipart/signed without its two parts".into(),
                 ));
             };
-            let (Some(signed), Some(sig)) = (
-                message.parts.get(*a as usize),
-                message.parts.get(*b as usize),
-            ) else {
-                return Err(not_signed());
-            };
-            let range = signed.offset_header as usize..signed.offset_end as usize;
-            let signed_bytes = input.get(range).ok_or_else(not_signed)?;
+            let body = input
+                .get(part.offset_body as usize..part.offset_end as usize)
+                .ok_or_else(not_signed)?;
+            let boundary = part
+                .content_type()
+                .and_then(|ct| ct.attribute("boundary"))
+                .ok_or_else(|| Error::BadInput("a multipart/signed without a boundary".into()))?;
+            let signed_bytes = first_part(body, boundary).ok_or_else(not_signed)?;
             let signature = match &sig.body {
                 PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
                 PartType::Text(t) => find_cms(t.as_bytes())?.cms.into_owned(),
@@ -231,6 +232,44 @@ pub fn find_signed(input: &[u8]) -> Result<FoundSigned<'_>> {
         input: SignedInput::Cms(Cow::Owned(from_mime(input)?)),
         from,
     })
+}
+
+/// The first body part of a multipart body, exactly as received: from after the first delimiter
+/// line to the line break before the next one (that line break belongs to the delimiter,
+/// RFC 2046 §5.1.1). Parser offsets are not used because they differ for parts without headers.
+fn first_part<'a>(body: &'a [u8], boundary: &str) -> Option<&'a [u8]> {
+    let delimiter = format!("--{boundary}");
+    let is_delimiter = |line: &[u8]| {
+        line.strip_prefix(delimiter.as_bytes()).is_some_and(|rest| {
+            rest.iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'-'))
+        })
+    };
+    let mut start = None;
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(body.len(), |i| pos + i + 1);
+        let line = &body[pos..end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        if is_delimiter(content) {
+            match start {
+                None => start = Some(end),
+                Some(s) => {
+                    // Drop the CRLF (or LF) that precedes this delimiter line.
+                    let mut stop = pos.checked_sub(1)?;
+                    if stop > s && body[stop - 1] == b'\r' {
+                        stop -= 1;
+                    }
+                    return body.get(s..stop.max(s));
+                }
+            }
+        }
+        pos = end;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -265,6 +304,18 @@ mod tests {
                 assert_eq!((found.form, &*found.cms), (InputForm::Mime, DER));
             }
         }
+    }
+
+    #[test]
+    fn first_part_excludes_the_line_break_of_the_next_delimiter() {
+        let body = b"preamble\r\n--b\r\njust a line\r\n\r\n--b\r\nsig\r\n--b--\r\n";
+        assert_eq!(first_part(body, "b"), Some(&b"just a line\r\n"[..]));
+        let body = b"--b\nContent-Type: text/plain\n\nx\n--b\ny\n--b--\n";
+        assert_eq!(
+            first_part(body, "b"),
+            Some(&b"Content-Type: text/plain\n\nx"[..])
+        );
+        assert_eq!(first_part(b"--b\nno end", "b"), None);
     }
 
     #[test]

@@ -80,6 +80,14 @@ pub fn verify(
         SignedInput::Cms(cms) => {
             let mut signed = cmsverify::parse(cms)?;
             match (signed.content.take(), detached_content) {
+                // A signature that carries its content does not cover another file: say so
+                // rather than answer a question that was not asked.
+                (Some(c), Some(other)) if c != other => {
+                    return Err(Error::SignatureInvalid(
+                        "the signature carries its own content, which differs from the --content file"
+                            .into(),
+                    ));
+                }
                 (Some(c), _) => ("signed-data", signed, c),
                 (None, Some(c)) => ("detached", signed, c.to_vec()),
                 (None, None) => {
