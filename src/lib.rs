@@ -33,6 +33,7 @@ pub mod keyops;
 pub mod mime;
 pub mod output;
 pub mod pin;
+pub mod revocation;
 pub mod smime;
 pub mod token;
 pub mod trust;

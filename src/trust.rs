@@ -5,6 +5,8 @@
 
 use crate::certinfo::{self, key_usage};
 use crate::error::{Error, Result};
+use crate::revocation::{self, Revocation, RevocationMode};
+use der::Decode;
 use der::Encode;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use std::path::{Path, PathBuf};
@@ -21,10 +23,18 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Trust anchors.
+/// Trust anchors, and how to check revocation.
 #[derive(Default)]
 pub struct TrustStore {
     anchors: Vec<CertificateDer<'static>>,
+    revocation: Revocation,
+}
+
+/// A trusted signer, with what was learned about revocation.
+#[derive(Debug, Clone)]
+pub struct Trusted {
+    /// "not checked", "not revoked (CRL)", or "unknown: ..." in soft mode.
+    pub revocation: String,
 }
 
 impl TrustStore {
@@ -57,18 +67,24 @@ impl TrustStore {
         Ok(())
     }
 
+    /// Sets how revocation is checked (default: soft, no CRL files, no fetching).
+    pub fn set_revocation(&mut self, revocation: Revocation) {
+        self.revocation = revocation;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
     }
 
     /// Validates `leaf` for e-mail signing at `at` (seconds since the epoch), with
-    /// `intermediates` (the message's certificates). `Err` says why not, in words.
+    /// `intermediates` (the message's certificates), then checks revocation as configured.
+    /// `Err` says why not, in words.
     pub fn check_signer(
         &self,
         leaf: &Certificate,
         intermediates: &[Certificate],
         at: u64,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Trusted, String> {
         let ku = key_usage(leaf);
         if !ku.is_empty()
             && !ku
@@ -89,17 +105,103 @@ impl TrustStore {
             .filter(|c| *c != leaf)
             .filter_map(|c| c.to_der().ok().map(CertificateDer::from))
             .collect();
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(at));
+        let usage = || webpki::KeyUsage::required_if_present(EMAIL_PROTECTION);
+        let path = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                time,
+                usage(),
+                None,
+                None,
+            )
+            .map_err(describe)?;
+        if self.revocation.mode == RevocationMode::Off {
+            return Ok(Trusted {
+                revocation: "not checked".into(),
+            });
+        }
+
+        // CRLs: from files, then from the distribution points of each certificate in the path.
+        let mut notes = Vec::new();
+        let mut ders: Vec<Vec<u8>> = self.revocation.crls.clone();
+        if self.revocation.fetch {
+            let mut in_path = vec![leaf.clone()];
+            in_path.extend(
+                path.intermediate_certificates()
+                    .filter_map(|c| Certificate::from_der(c.der().as_ref()).ok()),
+            );
+            for cert in &in_path {
+                for url in revocation::distribution_points(cert) {
+                    match revocation::fetch(&url) {
+                        Ok(der) => ders.push(der),
+                        Err(why) => notes.push(why),
+                    }
+                }
+            }
+        }
+        let owned: Vec<webpki::CertRevocationList<'_>> = ders
+            .iter()
+            .filter_map(|d| match webpki::OwnedCertRevocationList::from_der(d) {
+                Ok(crl) => Some(webpki::CertRevocationList::Owned(crl)),
+                Err(e) => {
+                    notes.push(format!("a CRL could not be read ({e:?})"));
+                    None
+                }
+            })
+            .collect();
+        let unknown = |notes: &[String]| {
+            if notes.is_empty() {
+                "no CRL covers the chain".to_string()
+            } else {
+                notes.join("; ")
+            }
+        };
+        if owned.is_empty() {
+            return match self.revocation.mode {
+                RevocationMode::Hard => {
+                    Err(format!("revocation status unknown: {}", unknown(&notes)))
+                }
+                _ => Ok(Trusted {
+                    revocation: format!("unknown: {}", unknown(&notes)),
+                }),
+            };
+        }
+        let refs: Vec<&webpki::CertRevocationList<'_>> = owned.iter().collect();
+        let hard = self.revocation.mode == RevocationMode::Hard;
+        let options = webpki::RevocationOptionsBuilder::new(&refs)
+            .map_err(|_| "no CRL".to_string())?
+            .with_depth(webpki::RevocationCheckDepth::Chain)
+            .with_status_policy(if hard {
+                webpki::UnknownStatusPolicy::Deny
+            } else {
+                webpki::UnknownStatusPolicy::Allow
+            })
+            .with_expiration_policy(if hard {
+                webpki::ExpirationPolicy::Enforce
+            } else {
+                webpki::ExpirationPolicy::Ignore
+            })
+            .build();
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
             &inter,
-            UnixTime::since_unix_epoch(Duration::from_secs(at)),
-            webpki::KeyUsage::required_if_present(EMAIL_PROTECTION),
-            None,
+            time,
+            usage(),
+            Some(options),
             None,
         )
-        .map(|_| ())
-        .map_err(describe)
+        .map_err(describe)?;
+        Ok(Trusted {
+            revocation: if notes.is_empty() {
+                "not revoked (CRL)".into()
+            } else {
+                format!("not revoked (CRL); not reached: {}", notes.join("; "))
+            },
+        })
     }
 }
 
@@ -116,6 +218,12 @@ fn describe(e: webpki::Error) -> String {
         "the signer's certificate is not for e-mail protection (extended key usage)".into()
     } else if name.starts_with("CaUsedAsEndEntity") {
         "the signer's certificate is a CA certificate".into()
+    } else if name.starts_with("CertRevoked") {
+        "the signer's certificate, or a CA certificate in its chain, is revoked".into()
+    } else if name.starts_with("UnknownRevocationStatus") {
+        "revocation status unknown: no CRL covers a certificate in the chain".into()
+    } else if name.starts_with("CrlExpired") {
+        "the CRL is out of date (past its next update)".into()
     } else if name.starts_with("InvalidSignatureForPublicKey") {
         "a certificate in the chain has an invalid signature".into()
     } else if name.starts_with("UnsupportedSignatureAlgorithm") {

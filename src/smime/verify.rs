@@ -24,6 +24,8 @@ pub struct SignerReport {
     pub trusted: bool,
     /// Why not, when either of the above is false.
     pub problem: Option<String>,
+    /// What revocation checking found ("not checked", "not revoked (CRL)", "unknown: ...").
+    pub revocation: Option<String>,
     /// Whether the message's From is one of the certificate's addresses (`None`: no From).
     pub from_matches: Option<bool>,
     #[serde(skip)]
@@ -134,6 +136,7 @@ fn report(
             signature_valid: false,
             trusted: false,
             problem: Some("the message does not include the signer's certificate".into()),
+            revocation: None,
             from_matches: None,
             certificate: None,
             encryption_certificate: None,
@@ -150,6 +153,7 @@ fn report(
     };
     let emails = certinfo::emails(cert);
     let from_matches = from.map(|f| emails.iter().any(|e| e.eq_ignore_ascii_case(f)));
+    let revocation = trusted.as_ref().ok().map(|t| t.revocation.clone());
     let problem = match (&checked, &trusted) {
         (Err(e), _) => Some(e.clone()),
         (Ok(()), Err(e)) => Some(e.clone()),
@@ -164,6 +168,7 @@ fn report(
         signature_valid: checked.is_ok(),
         trusted: trusted.is_ok(),
         problem,
+        revocation,
         from_matches,
         encryption_certificate: Some(
             signer

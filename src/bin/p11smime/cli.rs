@@ -158,6 +158,16 @@ pub struct VerifyArgs {
     /// Save the signer's certificate (PEM) here, as mail clients ask.
     #[arg(long, value_name = "FILE")]
     pub signer_cert: Option<PathBuf>,
+    /// Revocation: off, soft (default: check what can be reached, say what could not), or hard
+    /// (fail without a definitive answer). A revoked certificate always fails.
+    #[arg(long, value_name = "MODE", default_value = "soft", value_parser = ["off", "soft", "hard"])]
+    pub revocation: String,
+    /// A CRL to use (DER or PEM). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Do not fetch CRLs from the certificates' distribution points.
+    #[arg(long)]
+    pub offline: bool,
     /// Keep the signer's encryption certificate in your certificate directory, by address,
     /// so that `encrypt -r ADDRESS` finds it (only for a good, trusted signature).
     #[arg(long)]

@@ -4,6 +4,7 @@
 use super::print_json;
 use crate::cli::VerifyArgs;
 use crate::io;
+use p11smime::revocation::{self, Revocation, RevocationMode};
 use p11smime::smime::{self, SignerReport};
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
@@ -18,7 +19,25 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         ),
         None => None,
     };
-    let trust = TrustStore::load(&args.ca, !args.no_system_ca)?;
+    let mut trust = TrustStore::load(&args.ca, !args.no_system_ca)?;
+    let mut crls = Vec::new();
+    for path in &args.crl {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        crls.push(
+            revocation::pem_to_der(&bytes)
+                .ok_or_else(|| Error::BadInput(format!("{} is not a CRL", path.display())))?,
+        );
+    }
+    trust.set_revocation(Revocation {
+        mode: match args.revocation.as_str() {
+            "off" => RevocationMode::Off,
+            "hard" => RevocationMode::Hard,
+            _ => RevocationMode::Soft,
+        },
+        crls,
+        fetch: !args.offline,
+    });
     let outcome = smime::verify(&input, content.as_deref(), &trust)?;
 
     if let Some(path) = &args.signer_cert
@@ -72,6 +91,9 @@ fn print_signer(s: &SignerReport) {
     }
     if let Some(t) = &s.signing_time {
         eprintln!("  signed:  {t}");
+    }
+    if let Some(r) = &s.revocation {
+        eprintln!("  revocation: {r}");
     }
     if let Some(problem) = &s.problem {
         eprintln!("  problem: {problem}");
