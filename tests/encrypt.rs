@@ -280,3 +280,61 @@ fn certs_export_writes_the_certificate_to_hand_out() {
         .unwrap();
     assert_fails(&bad, 4, "--export naming nothing");
 }
+
+/// The recipient SET is written in DER order (X.690 §11.6: sorted by encoding), so the output
+/// is the same shape on every run, whatever the random encrypted keys.
+#[test]
+fn recipient_infos_are_in_der_order() {
+    use p11smime::cms::ber::Reader;
+    let token = TestToken::new();
+    let mail = input(&token);
+    let out = token.path("enc.der");
+    let mut orders = Vec::new();
+    for _ in 0..6 {
+        run_ok(&mut token.p11smime(&[
+            "encrypt",
+            "-r",
+            path_str(&fixture("bob-enc.pem")),
+            "-r",
+            path_str(&fixture("alice-retired.pem")),
+            "--outform",
+            "der",
+            "-o",
+            path_str(&out),
+            path_str(&mail),
+        ]));
+        let der = std::fs::read(&out).unwrap();
+        let ci = Reader::new(&der).read("ContentInfo").unwrap();
+        let mut fields = ci.children().unwrap();
+        fields.read("oid").unwrap();
+        let ed = fields
+            .read("[0]")
+            .unwrap()
+            .children()
+            .unwrap()
+            .read("EnvelopedData")
+            .unwrap();
+        let mut ed_fields = ed.children().unwrap();
+        ed_fields.read("version").unwrap();
+        let set = ed_fields.read("recipientInfos").unwrap();
+        let infos: Vec<Vec<u8>> = set
+            .children()
+            .unwrap()
+            .map(|e| e.unwrap().raw.to_vec())
+            .collect();
+        assert_eq!(
+            infos.len(),
+            3,
+            "bob, the retired certificate and the sender's own copy"
+        );
+        let mut sorted = infos.clone();
+        sorted.sort();
+        assert_eq!(infos, sorted, "not in DER order");
+        // Everything but the 256-byte RSA-2048 encrypted key (random each run): who, in which order.
+        orders.push(infos.iter().map(|i| i[..i.len() - 256].to_vec()).collect::<Vec<_>>());
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "the order changed between runs"
+    );
+}

@@ -1,7 +1,7 @@
 //! Building EnvelopedData (AES-CBC) and AuthEnvelopedData (AES-GCM, RFC 5083/5084) to RSA
 //! recipients, with PKCS#1 v1.5 or RSAES-OAEP key transport. Only public keys are used here, so
-//! nothing crosses the key seam. The `cms` types describe the structures; AuthEnvelopedData,
-//! which `cms` 0.2 lacks, is declared below with its derive.
+//! nothing crosses the key seam. The `cms` types encode the parts; the outer structures are
+//! assembled here so that the recipient SET is in true DER order (see `der_set`).
 
 use crate::cms::oids;
 use crate::cms::signed::hash_oid;
@@ -9,12 +9,11 @@ use crate::error::{Error, Result};
 use crate::keyops::HashAlg;
 use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 use cms::cert::IssuerAndSerialNumber;
-use cms::content_info::{CmsVersion, ContentInfo};
+use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
-    RecipientInfos,
+    EncryptedContentInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
 };
-use der::asn1::{Any, OctetString, SetOfVec};
+use der::asn1::{Any, OctetString};
 use der::{Encode, Sequence};
 use rand::RngCore;
 use spki::AlgorithmIdentifierOwned;
@@ -68,15 +67,6 @@ pub enum KeyTransport {
 struct GcmParameters {
     nonce: OctetString,
     icv_len: u8,
-}
-
-/// RFC 5083 AuthEnvelopedData without the optional fields we never write.
-#[derive(Sequence)]
-struct AuthEnvelopedData {
-    version: CmsVersion,
-    recip_infos: RecipientInfos,
-    auth_encrypted_content: EncryptedContentInfo,
-    mac: OctetString,
 }
 
 /// RSAES-OAEP-params for a non-default digest: hashFunc [0] and maskGenFunc [1].
@@ -182,7 +172,7 @@ pub fn encrypt(
         .iter()
         .map(|c| wrap_for(c, &cek, kt))
         .collect::<Result<_>>()?;
-    let recip_infos = RecipientInfos(SetOfVec::try_from(infos).map_err(encode_err)?);
+    let recip_infos = der_set(&infos)?;
 
     if cipher.is_gcm() {
         let mut nonce = [0u8; 12];
@@ -198,25 +188,24 @@ pub fn encrypt(
             nonce: OctetString::new(nonce.to_vec()).map_err(encode_err)?,
             icv_len: 16,
         };
-        let aed = AuthEnvelopedData {
-            version: CmsVersion::V0,
-            recip_infos,
-            auth_encrypted_content: EncryptedContentInfo {
-                content_type: oids::DATA,
-                content_enc_alg: AlgorithmIdentifierOwned {
-                    oid,
-                    parameters: Some(Any::encode_from(&params).map_err(encode_err)?),
-                },
-                encrypted_content: Some(OctetString::new(data.to_vec()).map_err(encode_err)?),
+        let eci = EncryptedContentInfo {
+            content_type: oids::DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid,
+                parameters: Some(Any::encode_from(&params).map_err(encode_err)?),
             },
-            mac: OctetString::new(tag).map_err(encode_err)?,
+            encrypted_content: Some(OctetString::new(data.to_vec()).map_err(encode_err)?),
         };
-        return ContentInfo {
-            content_type: oids::AUTH_ENVELOPED_DATA,
-            content: Any::encode_from(&aed).map_err(encode_err)?,
-        }
-        .to_der()
-        .map_err(encode_err);
+        let mac = OctetString::new(tag).map_err(encode_err)?;
+        // RFC 5083 AuthEnvelopedData { version 0, recipientInfos, authEncryptedContentInfo, mac }
+        let body = [
+            CmsVersion::V0.to_der().map_err(encode_err)?,
+            recip_infos,
+            eci.to_der().map_err(encode_err)?,
+            mac.to_der().map_err(encode_err)?,
+        ]
+        .concat();
+        return content_info(oids::AUTH_ENVELOPED_DATA, &body);
     }
 
     let mut iv = [0u8; 16];
@@ -241,29 +230,62 @@ pub fn encrypt(
                 .encrypt_padded_vec_mut::<Pkcs7>(content),
         ),
     };
-    let ed = EnvelopedData {
-        version: CmsVersion::V0,
-        originator_info: None,
-        recip_infos,
-        encrypted_content: EncryptedContentInfo {
-            content_type: oids::DATA,
-            content_enc_alg: AlgorithmIdentifierOwned {
-                oid,
-                parameters: Some(
-                    Any::encode_from(&OctetString::new(iv.to_vec()).map_err(encode_err)?)
-                        .map_err(encode_err)?,
-                ),
-            },
-            encrypted_content: Some(OctetString::new(ciphertext).map_err(encode_err)?),
+    let eci = EncryptedContentInfo {
+        content_type: oids::DATA,
+        content_enc_alg: AlgorithmIdentifierOwned {
+            oid,
+            parameters: Some(
+                Any::encode_from(&OctetString::new(iv.to_vec()).map_err(encode_err)?)
+                    .map_err(encode_err)?,
+            ),
         },
-        unprotected_attrs: None,
+        encrypted_content: Some(OctetString::new(ciphertext).map_err(encode_err)?),
     };
-    ContentInfo {
-        content_type: oids::ENVELOPED_DATA,
-        content: Any::encode_from(&ed).map_err(encode_err)?,
+    // EnvelopedData { version 0, recipientInfos, encryptedContentInfo }
+    let body = [
+        CmsVersion::V0.to_der().map_err(encode_err)?,
+        recip_infos,
+        eci.to_der().map_err(encode_err)?,
+    ]
+    .concat();
+    content_info(oids::ENVELOPED_DATA, &body)
+}
+
+/// A DER SET OF its elements, sorted by their encodings as X.690 §11.6 requires. (`cms` 0.2's
+/// SetOfVec orders RecipientInfos by another rule, which made the order vary with the random
+/// encrypted keys.)
+fn der_set(infos: &[RecipientInfo]) -> Result<Vec<u8>> {
+    let mut encoded: Vec<Vec<u8>> = infos
+        .iter()
+        .map(|i| i.to_der().map_err(encode_err))
+        .collect::<Result<_>>()?;
+    encoded.sort();
+    Ok(tlv(0x31, &encoded.concat()))
+}
+
+/// ContentInfo { contentType, [0] EXPLICIT SEQUENCE { body } }.
+fn content_info(content_type: const_oid::ObjectIdentifier, body: &[u8]) -> Result<Vec<u8>> {
+    let inner = tlv(0xa0, &tlv(0x30, body));
+    Ok(tlv(
+        0x30,
+        &[content_type.to_der().map_err(encode_err)?, inner].concat(),
+    ))
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
     }
-    .to_der()
-    .map_err(encode_err)
+    out.extend_from_slice(content);
+    out
 }
 
 fn gcm_seal(cipher: Cipher, key: &[u8], nonce: &[u8; 12], data: &mut [u8]) -> Result<Vec<u8>> {
