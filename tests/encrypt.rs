@@ -331,7 +331,12 @@ fn recipient_infos_are_in_der_order() {
         sorted.sort();
         assert_eq!(infos, sorted, "not in DER order");
         // Everything but the 256-byte RSA-2048 encrypted key (random each run): who, in which order.
-        orders.push(infos.iter().map(|i| i[..i.len() - 256].to_vec()).collect::<Vec<_>>());
+        orders.push(
+            infos
+                .iter()
+                .map(|i| i[..i.len() - 256].to_vec())
+                .collect::<Vec<_>>(),
+        );
     }
     assert!(
         orders.windows(2).all(|w| w[0] == w[1]),
