@@ -31,6 +31,7 @@ pub mod cms;
 pub mod error;
 pub mod keyops;
 pub mod mime;
+pub mod ocsp;
 pub mod output;
 pub mod pin;
 pub mod revocation;

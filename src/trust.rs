@@ -5,6 +5,7 @@
 
 use crate::certinfo::{self, key_usage};
 use crate::error::{Error, Result};
+use crate::ocsp;
 use crate::revocation::{self, Revocation, RevocationMode};
 use der::Decode;
 use der::Encode;
@@ -124,8 +125,39 @@ impl TrustStore {
             });
         }
 
-        // CRLs: from files, then from the distribution points of each certificate in the path.
+        // OCSP for the signer's certificate, when it names a responder.
         let mut notes = Vec::new();
+        let mut leaf_by_ocsp = false;
+        let responders = if self.revocation.fetch {
+            ocsp::responders(leaf)
+        } else {
+            Vec::new()
+        };
+        if !responders.is_empty() {
+            match self.find_issuer(leaf, intermediates) {
+                None => notes.push("OCSP: the issuer's certificate is not at hand".to_string()),
+                Some(issuer) => {
+                    for url in &responders {
+                        match ocsp::query(url, leaf, &issuer, certinfo::now()) {
+                            Ok(ocsp::Status::Revoked) => {
+                                return Err("the signer's certificate is revoked (OCSP)".into());
+                            }
+                            Ok(ocsp::Status::Good) => {
+                                leaf_by_ocsp = true;
+                                break;
+                            }
+                            Ok(ocsp::Status::Unknown) => notes.push(format!(
+                                "{url}: the responder does not know the certificate"
+                            )),
+                            Err(why) => notes.push(why),
+                        }
+                    }
+                }
+            }
+        }
+        let has_intermediates = path.intermediate_certificates().next().is_some();
+
+        // CRLs: from files, then from the distribution points of each certificate in the path.
         let mut ders: Vec<Vec<u8>> = self.revocation.crls.clone();
         if self.revocation.fetch {
             let mut in_path = vec![leaf.clone()];
@@ -159,6 +191,22 @@ impl TrustStore {
                 notes.join("; ")
             }
         };
+        if owned.is_empty() && leaf_by_ocsp && !has_intermediates {
+            return Ok(Trusted {
+                revocation: with_notes("not revoked (OCSP)", &notes),
+            });
+        }
+        if owned.is_empty() && leaf_by_ocsp {
+            return match self.revocation.mode {
+                RevocationMode::Hard => Err(format!(
+                    "revocation status of the CA certificates unknown: {}",
+                    unknown(&notes)
+                )),
+                _ => Ok(Trusted {
+                    revocation: with_notes("not revoked (OCSP); CA certificates unknown", &notes),
+                }),
+            };
+        }
         if owned.is_empty() {
             return match self.revocation.mode {
                 RevocationMode::Hard => {
@@ -195,13 +243,41 @@ impl TrustStore {
             None,
         )
         .map_err(describe)?;
+        let how = if leaf_by_ocsp {
+            "not revoked (OCSP, CRL)"
+        } else {
+            "not revoked (CRL)"
+        };
         Ok(Trusted {
-            revocation: if notes.is_empty() {
-                "not revoked (CRL)".into()
-            } else {
-                format!("not revoked (CRL); not reached: {}", notes.join("; "))
-            },
+            revocation: with_notes(how, &notes),
         })
+    }
+
+    /// The certificate that issued `cert`: among the message's certificates, else the anchors.
+    fn find_issuer(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+    ) -> Option<Certificate> {
+        let issuer = &cert.tbs_certificate.issuer;
+        intermediates
+            .iter()
+            .find(|c| c.tbs_certificate.subject == *issuer && *c != cert)
+            .cloned()
+            .or_else(|| {
+                self.anchors
+                    .iter()
+                    .filter_map(|d| Certificate::from_der(d.as_ref()).ok())
+                    .find(|c| c.tbs_certificate.subject == *issuer)
+            })
+    }
+}
+
+fn with_notes(verdict: &str, notes: &[String]) -> String {
+    if notes.is_empty() {
+        verdict.to_string()
+    } else {
+        format!("{verdict}; not reached: {}", notes.join("; "))
     }
 }
 
