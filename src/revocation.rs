@@ -99,3 +99,45 @@ pub fn pem_to_der(bytes: &[u8]) -> Option<Vec<u8>> {
         .decode(b64.trim())
         .ok()
 }
+
+/// A CRL we will use: its DER and its issuer.
+pub struct UsableCrl {
+    pub der: Vec<u8>,
+    pub issuer: x509_cert::name::Name,
+}
+
+/// Reads `ders`, keeping the CRLs that parse and, in `hard` mode, only those current at `now`
+/// (never judged at the signing time, which the signer chooses: a backdated message must not
+/// make an old CRL count). What is dropped is said in `notes`.
+pub fn usable_crls(
+    ders: &[Vec<u8>],
+    now: u64,
+    hard: bool,
+    notes: &mut Vec<String>,
+) -> Vec<UsableCrl> {
+    let mut out = Vec::new();
+    for der in ders {
+        let Ok(crl) = x509_cert::crl::CertificateList::from_der(der) else {
+            notes.push("a CRL could not be read".into());
+            continue;
+        };
+        let issuer = crl.tbs_cert_list.issuer;
+        let stale = crl
+            .tbs_cert_list
+            .next_update
+            .is_some_and(|n| n.to_unix_duration().as_secs() < now);
+        if stale {
+            notes.push(format!(
+                "the CRL from {issuer} is out of date (past its next update)"
+            ));
+            if hard {
+                continue;
+            }
+        }
+        out.push(UsableCrl {
+            der: der.clone(),
+            issuer,
+        });
+    }
+    out
+}

@@ -155,16 +155,15 @@ impl TrustStore {
                 }
             }
         }
-        let has_intermediates = path.intermediate_certificates().next().is_some();
+        let mut in_path = vec![leaf.clone()];
+        in_path.extend(
+            path.intermediate_certificates()
+                .filter_map(|c| Certificate::from_der(c.der().as_ref()).ok()),
+        );
 
         // CRLs: from files, then from the distribution points of each certificate in the path.
         let mut ders: Vec<Vec<u8>> = self.revocation.crls.clone();
         if self.revocation.fetch {
-            let mut in_path = vec![leaf.clone()];
-            in_path.extend(
-                path.intermediate_certificates()
-                    .filter_map(|c| Certificate::from_der(c.der().as_ref()).ok()),
-            );
             for cert in &in_path {
                 for url in revocation::distribution_points(cert) {
                     match revocation::fetch(&url) {
@@ -174,82 +173,79 @@ impl TrustStore {
                 }
             }
         }
-        let owned: Vec<webpki::CertRevocationList<'_>> = ders
+        let hard = self.revocation.mode == RevocationMode::Hard;
+        let crls = revocation::usable_crls(&ders, certinfo::now(), hard, &mut notes);
+        // Which certificates of the chain have an answer: a CRL from their issuer, or OCSP.
+        let by_crl: Vec<bool> = in_path
             .iter()
-            .filter_map(|d| match webpki::OwnedCertRevocationList::from_der(d) {
-                Ok(crl) => Some(webpki::CertRevocationList::Owned(crl)),
-                Err(e) => {
-                    notes.push(format!("a CRL could not be read ({e:?})"));
-                    None
-                }
+            .map(|c| {
+                crls.iter()
+                    .any(|crl| crl.issuer == c.tbs_certificate.issuer)
             })
             .collect();
-        let unknown = |notes: &[String]| {
+        let answered: Vec<bool> = by_crl
+            .iter()
+            .enumerate()
+            .map(|(i, crl)| *crl || (i == 0 && leaf_by_ocsp))
+            .collect();
+        let unanswered: Vec<String> = in_path
+            .iter()
+            .zip(&answered)
+            .filter(|(_, a)| !**a)
+            .map(|(c, _)| c.tbs_certificate.subject.to_string())
+            .collect();
+        let missing = |notes: &[String]| {
+            let who = format!("no CRL or OCSP answer for {}", unanswered.join(", "));
             if notes.is_empty() {
-                "no CRL covers the chain".to_string()
+                who
             } else {
-                notes.join("; ")
+                format!("{who} ({})", notes.join("; "))
             }
         };
-        if owned.is_empty() && leaf_by_ocsp && !has_intermediates {
-            return Ok(Trusted {
-                revocation: with_notes("not revoked (OCSP)", &notes),
-            });
+        if hard && !unanswered.is_empty() {
+            return Err(format!("revocation status unknown: {}", missing(&notes)));
         }
-        if owned.is_empty() && leaf_by_ocsp {
-            return match self.revocation.mode {
-                RevocationMode::Hard => Err(format!(
-                    "revocation status of the CA certificates unknown: {}",
-                    unknown(&notes)
-                )),
-                _ => Ok(Trusted {
-                    revocation: with_notes("not revoked (OCSP); CA certificates unknown", &notes),
-                }),
-            };
+        if by_crl.iter().any(|b| *b) {
+            // A revoked certificate fails here whatever the mode. Freshness was judged above,
+            // against now; webpki would judge it at the signer-claimed signing time.
+            let owned: Vec<webpki::CertRevocationList<'_>> = crls
+                .iter()
+                .filter_map(|crl| webpki::OwnedCertRevocationList::from_der(&crl.der).ok())
+                .map(webpki::CertRevocationList::Owned)
+                .collect();
+            let refs: Vec<&webpki::CertRevocationList<'_>> = owned.iter().collect();
+            let options = webpki::RevocationOptionsBuilder::new(&refs)
+                .map_err(|_| "no CRL".to_string())?
+                .with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                .with_expiration_policy(webpki::ExpirationPolicy::Ignore)
+                .build();
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                time,
+                usage(),
+                Some(options),
+                None,
+            )
+            .map_err(describe)?;
         }
-        if owned.is_empty() {
-            return match self.revocation.mode {
-                RevocationMode::Hard => {
-                    Err(format!("revocation status unknown: {}", unknown(&notes)))
-                }
-                _ => Ok(Trusted {
-                    revocation: format!("unknown: {}", unknown(&notes)),
-                }),
-            };
-        }
-        let refs: Vec<&webpki::CertRevocationList<'_>> = owned.iter().collect();
-        let hard = self.revocation.mode == RevocationMode::Hard;
-        let options = webpki::RevocationOptionsBuilder::new(&refs)
-            .map_err(|_| "no CRL".to_string())?
-            .with_depth(webpki::RevocationCheckDepth::Chain)
-            .with_status_policy(if hard {
-                webpki::UnknownStatusPolicy::Deny
-            } else {
-                webpki::UnknownStatusPolicy::Allow
-            })
-            .with_expiration_policy(if hard {
-                webpki::ExpirationPolicy::Enforce
-            } else {
-                webpki::ExpirationPolicy::Ignore
-            })
-            .build();
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &inter,
-            time,
-            usage(),
-            Some(options),
-            None,
-        )
-        .map_err(describe)?;
-        let how = if leaf_by_ocsp {
-            "not revoked (OCSP, CRL)"
+        let how = match (leaf_by_ocsp, by_crl.iter().any(|b| *b)) {
+            (true, true) => "not revoked (OCSP, CRL)",
+            (true, false) => "not revoked (OCSP)",
+            (false, true) => "not revoked (CRL)",
+            (false, false) => "unknown",
+        };
+        let verdict = if unanswered.is_empty() {
+            with_notes(how, &notes)
+        } else if how == "unknown" {
+            format!("unknown: {}", missing(&notes))
         } else {
-            "not revoked (CRL)"
+            format!("{how}; {}", missing(&notes))
         };
         Ok(Trusted {
-            revocation: with_notes(how, &notes),
+            revocation: verdict,
         })
     }
 
