@@ -127,6 +127,7 @@ pub fn extended_key_usage(cert: &Certificate) -> Vec<String> {
             "1.3.6.1.5.5.7.3.2" => "clientAuth".to_string(),
             "1.3.6.1.5.5.7.3.1" => "serverAuth".to_string(),
             "1.3.6.1.5.5.7.3.3" => "codeSigning".to_string(),
+            "1.3.6.1.5.5.7.3.9" => "OCSPSigning".to_string(),
             "1.3.6.1.4.1.311.20.2.2" => "smartcardLogon".to_string(),
             "2.5.29.37.0" => "anyExtendedKeyUsage".to_string(),
             other => other.to_string(),

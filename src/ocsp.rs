@@ -4,7 +4,7 @@
 //! certificate, fresh, and with our nonce when the responder echoes one. The structures are the
 //! `x509-ocsp` crate's.
 
-use crate::certinfo::extended_key_usage;
+use crate::certinfo::{extended_key_usage, is_expired};
 use crate::cms::ber::Reader;
 use crate::cms::digest::digest;
 use crate::cms::oids;
@@ -34,6 +34,8 @@ const OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7
 const MAX_RESPONSE: u64 = 1024 * 1024;
 /// Clock skew tolerated on thisUpdate.
 const SKEW: u64 = 300;
+/// Oldest answer accepted when it carries neither our nonce nor a nextUpdate.
+const MAX_AGE: u64 = 24 * 3600;
 
 /// What the responder said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +175,7 @@ fn check_response(
         .and_then(|seq| seq.children()?.read("tbsResponseData"))
         .map_err(|e| e.to_string())?
         .raw;
-    let signer = responder_cert(&basic, issuer)?;
+    let signer = responder_cert(&basic, issuer, now)?;
     let hash = sig_hash(&basic.signature_algorithm.oid)?;
     pubkey::verify(
         &signer.tbs_certificate.subject_public_key_info,
@@ -202,10 +204,15 @@ fn check_response(
     if this_update > now + SKEW {
         return Err("the OCSP response is from the future".into());
     }
-    if let Some(next) = &single.next_update
-        && next.0.to_unix_duration().as_secs() + SKEW < now
-    {
-        return Err("the OCSP response is out of date".into());
+    match &single.next_update {
+        Some(next) if next.0.to_unix_duration().as_secs() + SKEW < now => {
+            return Err("the OCSP response is out of date".into());
+        }
+        // Without nextUpdate an answer has no end; without our nonce it could be a replay.
+        None if basic.nonce().is_none() && this_update + MAX_AGE < now => {
+            return Err("the OCSP response is too old (no nonce, no next update)".into());
+        }
+        _ => {}
     }
     Ok(match single.cert_status {
         CertStatus::Good(_) => Status::Good,
@@ -219,6 +226,7 @@ fn check_response(
 fn responder_cert<'a>(
     basic: &'a BasicOcspResponse,
     issuer: &'a Certificate,
+    now: u64,
 ) -> Result<&'a Certificate, String> {
     use x509_ocsp::ResponderId;
     let names_issuer = match &basic.tbs_response_data.responder_id {
@@ -236,10 +244,11 @@ fn responder_cert<'a>(
         return Ok(issuer);
     }
     for cert in basic.certs.iter().flatten() {
+        // Issued by the issuer, for OCSP signing, and current: an expired delegate vouches
+        // for nothing.
         if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject
-            || !extended_key_usage(cert)
-                .iter()
-                .any(|e| e == "1.3.6.1.5.5.7.3.9")
+            || !extended_key_usage(cert).iter().any(|e| e == "OCSPSigning")
+            || is_expired(cert, now)
         {
             continue;
         }
