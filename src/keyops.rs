@@ -127,4 +127,16 @@ pub trait KeyBackend {
     /// RSA signatures come back as the usual big-endian block; ECDSA as the raw `r || s` that
     /// PKCS#11 returns, which the CMS layer turns into DER.
     fn sign(&mut self, key_id: &[u8], alg: SignAlg, tbs: &[u8]) -> Result<Vec<u8>, KeyError>;
+
+    /// ECDH between the EC private key `key_id` and `peer_point` (an uncompressed ECPoint,
+    /// `04 || x || y`, already checked to be on the key's curve where the CMS layer knows the
+    /// curve): the raw shared secret Z, the x-coordinate of the product, as long as the field.
+    /// No KDF is applied; the CMS layer does that. Z is a secret: zeroized, never logged.
+    ///
+    /// The default says the backend cannot do key agreement, so backends written before it
+    /// still build (and EC recipients fail with a plain "not supported").
+    fn ecdh(&mut self, key_id: &[u8], peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let _ = (key_id, peer_point);
+        Err(KeyError::Unsupported("ECDH key agreement".into()))
+    }
 }

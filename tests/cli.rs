@@ -9,26 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs p11smime through pkcs11-spy and returns (output, number of C_Login calls).
-fn with_spy(token: &TestToken, args: &[&str]) -> (std::process::Output, usize) {
-    let log = token.path("spy.log");
-    let _ = std::fs::remove_file(&log);
-    let out = token
-        .p11smime(args)
-        .env("P11SMIME_MODULE", spy_module())
-        .env("PKCS11SPY", softhsm_module())
-        .env("PKCS11SPY_OUTPUT", &log)
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("C_Initialize"),
-        "the spy logged nothing: {text}"
-    );
-    let logins = text.lines().filter(|l| l.contains("C_Login")).count();
-    (out, logins)
-}
-
 /// Runs a bash script with this token's environment; `$P11SMIME` is the binary.
 fn shell(token: &TestToken, script: &str) -> std::process::Output {
     Command::new("bash")
@@ -76,7 +56,7 @@ fn certs_shows_every_certificate_paired_by_id() {
     let out = run_ok(&mut token.p11smime(&["certs", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let certs = v[0]["certificates"].as_array().unwrap();
-    assert_eq!(certs.len(), 4, "{certs:?}");
+    assert_eq!(certs.len(), 6, "{certs:?}");
     let by_id = |id: &str| certs.iter().find(|c| c["id"] == id).unwrap().clone();
     let enc = by_id("02");
     assert_eq!(enc["label"], "Alice Key Management Certificate");

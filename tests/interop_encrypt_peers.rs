@@ -411,7 +411,7 @@ impl Gpgsm {
         // ("decryption failed; trying charset ...", then `data error at
         // "shrouded_key_bag.decrypted-text"`) although openssl reads it: make a fresh one then.
         let mut attempts = Vec::new();
-        for n in 0..5 {
+        for n in 0..10 {
             let p12 = bob_p12(
                 token,
                 &format!("bob-3des-{n}.p12"),
@@ -434,8 +434,10 @@ impl Gpgsm {
             if out.status.success() && stderr.contains("secret keys imported: 1") {
                 return g;
             }
-            let salt_bug = stderr.contains("error parsing or decrypting the PKCS#12 file")
-                && stderr.contains("shrouded_key_bag.decrypted-text");
+            // Seen failing both in the key bag ("shrouded_key_bag.decrypted-text") and in the
+            // certificate bag ("encryptedData error at \"outer.outer.seq\""): any parse failure
+            // of an OpenSSL-made file is gpgsm's salt quirk, worth a fresh file.
+            let salt_bug = stderr.contains("error parsing or decrypting the PKCS#12 file");
             attempts.push(report(&out));
             if !salt_bug {
                 break;

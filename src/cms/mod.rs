@@ -6,6 +6,7 @@ pub mod content;
 pub mod digest;
 pub mod encrypt;
 pub mod envelope;
+pub mod kari;
 pub mod oaep;
 pub mod oids;
 pub mod pubkey;
@@ -78,7 +79,7 @@ pub fn decrypt_envelope(
     let mut last_err = Error::DecryptFailed;
     for (index, cert) in candidates {
         let r = &env.recipients[index];
-        match recipient::unwrap_key(backend, &cert.id, r) {
+        match recipient::unwrap_key(backend, cert, r) {
             Ok(cek) => {
                 let bytes = env.decrypt_content(&cek, out)?;
                 return Ok(DecryptReport {

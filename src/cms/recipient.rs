@@ -2,8 +2,12 @@
 //! unwrapping the content-encryption key through [`KeyBackend`].
 //!
 //! Recipient infos are small, so each is normalised to DER and decoded with the `cms` types.
+//! Key transport (RSA) is handled here; key agreement (ECDH) in [`crate::cms::kari`]. A key
+//! agreement info with several recipient encrypted keys becomes one [`Recipient`] per key, so
+//! matching is the same for both kinds.
 
-use crate::cms::ber::{Element, Reader, Tag};
+use crate::cms::ber::{Class, Element, Reader, Tag};
+use crate::cms::kari::{self, KeyAgreement};
 use crate::cms::oaep;
 use crate::cms::oids;
 use crate::error::{Error, Result};
@@ -39,7 +43,9 @@ impl std::fmt::Display for RecipientId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyWrap {
     Rsa(RsaPadding),
-    /// A recipient kind we list but cannot open (key agreement, KEK, password, other).
+    /// Ephemeral-static ECDH (RFC 5753), the parameters shared by a KeyAgreeRecipientInfo.
+    Ecdh(Box<KeyAgreement>),
+    /// A recipient kind we list but cannot open (KEK, password, other, unsupported agreements).
     Unsupported(String),
 }
 
@@ -61,6 +67,7 @@ impl Recipient {
                 hash.name(),
                 if label.is_empty() { "" } else { " with label" }
             ),
+            KeyWrap::Ecdh(agreement) => agreement.describe(),
             KeyWrap::Unsupported(what) => what.clone(),
         };
         match &self.id {
@@ -108,10 +115,21 @@ pub fn parse_recipients(set: &Element<'_>) -> Result<Vec<Recipient>> {
     }
     let mut out = Vec::new();
     for ri in set.children()? {
-        let der = ri?.to_der()?;
+        let ri = ri?;
+        if ri.tag.is_context(1) && ri.tag.constructed {
+            // kari [1] IMPLICIT KeyAgreeRecipientInfo: decoded by `kari`, not by `cms` 0.2.3.
+            let der = ri.to_der_with_tag(Tag {
+                class: Class::Universal,
+                constructed: true,
+                number: Tag::SEQUENCE,
+            })?;
+            out.extend(kari::recipients(&der)?);
+            continue;
+        }
+        let der = ri.to_der()?;
         let info = RecipientInfo::from_der(&der)
             .map_err(|e| Error::BadInput(format!("malformed recipient info: {e}")))?;
-        out.push(from_info(info)?);
+        out.extend(from_info(info)?);
     }
     if out.is_empty() {
         return Err(Error::BadInput("the message names no recipients".into()));
@@ -119,13 +137,14 @@ pub fn parse_recipients(set: &Element<'_>) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
-fn from_info(info: RecipientInfo) -> Result<Recipient> {
+/// The recipients one RecipientInfo names: one, or for key agreement one per encrypted key.
+fn from_info(info: RecipientInfo) -> Result<Vec<Recipient>> {
     let unsupported = |what: &str| Recipient {
         id: None,
         wrap: KeyWrap::Unsupported(what.into()),
         encrypted_key: Vec::new(),
     };
-    Ok(match info {
+    Ok(vec![match info {
         RecipientInfo::Ktri(ktri) => {
             let id = match ktri.rid {
                 RecipientIdentifier::IssuerAndSerialNumber(ias) => RecipientId::IssuerSerial {
@@ -147,11 +166,17 @@ fn from_info(info: RecipientInfo) -> Result<Recipient> {
                 encrypted_key: ktri.enc_key.as_bytes().to_vec(),
             }
         }
-        RecipientInfo::Kari(_) => unsupported("key agreement (ECDH)"),
+        RecipientInfo::Kari(kari) => {
+            // Not reached from `parse_recipients`, which hands `[1]` to `kari` itself.
+            let der = kari
+                .to_der()
+                .map_err(|e| Error::BadInput(format!("malformed recipient info: {e}")))?;
+            return kari::recipients(&der);
+        }
         RecipientInfo::Kekri(_) => unsupported("a pre-shared key (KEK)"),
         RecipientInfo::Pwri(_) => unsupported("a password"),
         RecipientInfo::Ori(_) => unsupported("another recipient type"),
-    })
+    }])
 }
 
 pub fn hash_from_oid(oid: &ObjectIdentifier) -> Result<HashAlg> {
@@ -226,23 +251,35 @@ fn bad_oaep() -> Error {
     Error::BadInput("malformed RSA-OAEP parameters".into())
 }
 
-/// Unwraps the content-encryption key of `recipient` with the private key `key_id`.
+/// Unwraps the content-encryption key of `recipient` with the private key of `key`.
 ///
-/// Where the backend refuses the OAEP parameters, the raw RSA operation runs on the key and the
-/// padding is removed in software. Every failure of the key itself is the same
-/// [`Error::DecryptFailed`].
+/// RSA: where the backend refuses the OAEP parameters, the raw RSA operation runs on the key and
+/// the padding is removed in software. ECDH: the backend gives the shared secret, the rest is
+/// [`kari::unwrap_key`]. Every failure of the key itself is the same [`Error::DecryptFailed`].
 pub fn unwrap_key(
     backend: &mut dyn KeyBackend,
-    key_id: &[u8],
+    key: &KeyCertificate,
     recipient: &Recipient,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let KeyWrap::Rsa(padding) = &recipient.wrap else {
-        return Err(Error::Unsupported(format!(
+    match &recipient.wrap {
+        KeyWrap::Rsa(padding) => unwrap_rsa(backend, &key.id, padding, &recipient.encrypted_key),
+        KeyWrap::Ecdh(agreement) => {
+            kari::unwrap_key(backend, key, agreement, &recipient.encrypted_key)
+        }
+        KeyWrap::Unsupported(_) => Err(Error::Unsupported(format!(
             "this message is encrypted with {}, which is not supported yet",
             recipient.describe()
-        )));
-    };
-    match backend.rsa_decrypt(key_id, padding, &recipient.encrypted_key) {
+        ))),
+    }
+}
+
+fn unwrap_rsa(
+    backend: &mut dyn KeyBackend,
+    key_id: &[u8],
+    padding: &RsaPadding,
+    encrypted_key: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    match backend.rsa_decrypt(key_id, padding, encrypted_key) {
         Ok(cek) => Ok(cek),
         Err(KeyError::Unsupported(_)) => {
             let RsaPadding::Oaep {
@@ -255,16 +292,15 @@ pub fn unwrap_key(
                     "the token cannot do RSA PKCS#1 v1.5 decryption".into(),
                 ));
             };
-            let em = backend
-                .rsa_raw(key_id, &recipient.encrypted_key)
-                .map_err(key_error)?;
+            let em = backend.rsa_raw(key_id, encrypted_key).map_err(key_error)?;
             oaep::decode(&em, *hash, *mgf_hash, label).ok_or(Error::DecryptFailed)
         }
         Err(e) => Err(key_error(e)),
     }
 }
 
-fn key_error(e: KeyError) -> Error {
+/// A backend's failure as the error the CMS layer reports.
+pub(crate) fn key_error(e: KeyError) -> Error {
     match e {
         KeyError::Backend(e) => e,
         KeyError::Failed => Error::DecryptFailed,

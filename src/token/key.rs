@@ -8,9 +8,10 @@ use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, KeyError, RsaPadding, S
 use crate::pin::{Callbacks, PinSource};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::Ulong;
@@ -187,6 +188,70 @@ impl<'c> Token<'c> {
     }
 }
 
+impl Token<'_> {
+    /// One CKM_ECDH1_DERIVE with CKD_NULL, the peer point passed as `public_data`: the shared
+    /// secret becomes a session object (a generic secret, extractable), its CKA_VALUE is read,
+    /// and the object is destroyed at once.
+    fn derive_shared_secret(
+        &self,
+        key: ObjectHandle,
+        public_data: &[u8],
+        field_len: usize,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, cryptoki::error::Error> {
+        let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), public_data));
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::ValueLen(Ulong::new(field_len as _)),
+        ];
+        let secret = self.session.derive_key(&mechanism, key, &template)?;
+        let value = self.session.get_attributes(secret, &[AttributeType::Value]);
+        // Destroy the derived object whatever the read gave. Should that fail, the object still
+        // ends with the session: it was never a token object.
+        let _ = self.session.destroy_object(secret);
+        let value = value?.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(Zeroizing::new(v)),
+            _ => None,
+        });
+        // A module that hides the value despite the template: treat it as unreadable.
+        value.ok_or(cryptoki::error::Error::Pkcs11(
+            RvError::AttributeSensitive,
+            cryptoki::context::Function::GetAttributeValue,
+        ))
+    }
+}
+
+/// `data` as a DER OCTET STRING, the form of an ECPoint some modules want in CKM_ECDH1_DERIVE.
+fn der_octet_string(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let len = data.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// The field size in bytes of the curve a SEC 1 point lies on, from its encoding.
+fn field_len(point: &[u8]) -> Option<usize> {
+    match point.first()? {
+        0x04 if !point.len().is_multiple_of(2) && point.len() >= 3 => Some((point.len() - 1) / 2),
+        0x02 | 0x03 if point.len() >= 2 => Some(point.len() - 1),
+        _ => None,
+    }
+}
+
 /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (RFC 8017 §9.2, note 1).
 fn digest_info_prefix(hash: HashAlg) -> &'static [u8] {
     match hash {
@@ -357,6 +422,41 @@ impl KeyBackend for Token<'_> {
         }
         self.sign_once(&bare, key, always, &bare_input)
             .map_err(KeyError::from)
+    }
+
+    fn ecdh(
+        &mut self,
+        key_id: &[u8],
+        peer_point: &[u8],
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+        let field_len = field_len(peer_point).ok_or(KeyError::Failed)?;
+        let key = self.private_key(key_id)?;
+        // PKCS#11 v2.40 wants the raw ECPoint (what SoftHSM2 takes); some modules still want
+        // it DER-wrapped as in v2.20, and say so with CKR_MECHANISM_PARAM_INVALID.
+        let result = match self.derive_shared_secret(key, peer_point, field_len) {
+            Err(cryptoki::error::Error::Pkcs11(RvError::MechanismParamInvalid, _)) => {
+                self.options
+                    .callbacks
+                    .verbose("the token refused the raw EC point for ECDH; passing it DER-wrapped");
+                self.derive_shared_secret(key, &der_octet_string(peer_point), field_len)
+            }
+            other => other,
+        };
+        match result {
+            Ok(z) => Ok(z),
+            Err(cryptoki::error::Error::Pkcs11(
+                RvError::MechanismInvalid | RvError::FunctionNotSupported,
+                _,
+            )) => Err(KeyError::Unsupported(
+                "ECDH key agreement (CKM_ECDH1_DERIVE)".into(),
+            )),
+            // Not an EC key, or a point the token will not combine with it: not this key.
+            Err(cryptoki::error::Error::Pkcs11(
+                RvError::KeyTypeInconsistent | RvError::MechanismParamInvalid,
+                _,
+            )) => Err(KeyError::Failed),
+            Err(e) => Err(KeyError::Backend(pkcs11_error(&e))),
+        }
     }
 
     fn rsa_raw(

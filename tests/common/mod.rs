@@ -103,10 +103,42 @@ impl TestToken {
             .unwrap()
     }
 
+    /// Runs `p11smime ARGS` through pkcs11-spy; returns the output and the spy's log of every
+    /// PKCS#11 call. The spy logs arguments and results in full, the PIN and derived secrets
+    /// included: fine for the test token, never a way to debug a real card.
+    pub fn spy_run(&self, args: &[&str]) -> (Output, String) {
+        let log = self.path("spy.log");
+        let _ = std::fs::remove_file(&log);
+        let out = self
+            .p11smime(args)
+            .env("P11SMIME_MODULE", spy_module())
+            .env("PKCS11SPY", softhsm_module())
+            .env("PKCS11SPY_OUTPUT", &log)
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("C_Initialize"),
+            "the spy logged nothing: {text}"
+        );
+        (out, text)
+    }
+
     /// A scratch path inside the token's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// Runs p11smime through pkcs11-spy and returns (output, number of C_Login calls).
+pub fn with_spy(token: &TestToken, args: &[&str]) -> (Output, usize) {
+    let (out, log) = token.spy_run(args);
+    (out, count_calls(&log, "C_Login"))
+}
+
+/// How many times the spy log shows a call to `function`.
+pub fn count_calls(log: &str, function: &str) -> usize {
+    log.lines().filter(|l| l.contains(function)).count()
 }
 
 pub fn path_str(p: &Path) -> &str {
