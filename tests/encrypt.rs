@@ -192,19 +192,20 @@ fn unusable_recipients_are_reported() {
         2,
         "bad -r",
     );
-    // EC recipients need key agreement, which encrypt does not do yet: said plainly.
-    let stderr = assert_fails(
+    // A certificate file that holds no certificate is bad input.
+    let junk = token.path("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    assert_fails(
         &run(&[
             "encrypt",
             "-r",
-            path_str(&fixture("alice-ec.pem")),
+            path_str(&junk),
             "--no-self",
             path_str(&mail),
         ]),
         3,
-        "EC recipient",
+        "junk -r",
     );
-    assert!(stderr.contains("not supported"), "{stderr}");
     // Missing -r is a usage error.
     assert_fails(&run(&["encrypt", path_str(&mail)]), 2, "no -r");
 }
@@ -341,5 +342,85 @@ fn recipient_infos_are_in_der_order() {
     assert!(
         orders.windows(2).all(|w| w[0] == w[1]),
         "the order changed between runs"
+    );
+}
+
+/// EC recipients get ephemeral-static ECDH (RFC 5753): openssl decrypts with the EC key for
+/// every curve and cipher, and the token decrypts the same message with its own EC key.
+#[test]
+fn ec_recipients_on_every_curve_decrypt_with_openssl_and_the_token() {
+    let token = TestToken::new();
+    let mail = input(&token);
+    for (cert, key, scheme) in [
+        (
+            "alice-ec.pem",
+            "alice-ec.key.pem",
+            "dhSinglePass-stdDH-sha256kdf-scheme",
+        ),
+        (
+            "alice-ec384.pem",
+            "alice-ec384.key.pem",
+            "dhSinglePass-stdDH-sha384kdf-scheme",
+        ),
+        (
+            "alice-ec521.pem",
+            "alice-ec521.key.pem",
+            "dhSinglePass-stdDH-sha512kdf-scheme",
+        ),
+    ] {
+        for cipher in ["aes128-cbc", "aes256-cbc", "aes256-gcm"] {
+            let out = token.path("ec.eml");
+            run_ok(&mut token.p11smime(&[
+                "encrypt",
+                "-r",
+                path_str(&fixture(cert)),
+                "--no-self",
+                "--cipher",
+                cipher,
+                "-o",
+                path_str(&out),
+                path_str(&mail),
+            ]));
+            let print = run_ok(
+                Command::new("openssl")
+                    .args(["cms", "-cmsout", "-print", "-in"])
+                    .arg(&out),
+            );
+            assert!(
+                String::from_utf8_lossy(&print.stdout).contains(scheme),
+                "{cert} {cipher}: {scheme}"
+            );
+            let plain = openssl_decrypt(&out, key, "SMIME");
+            assert_eq!(
+                body_text(&plain),
+                "Danke, Bob.\nFrom Alice\n",
+                "{cert} {cipher}"
+            );
+            assert_plaintext(
+                &token.decrypt(&out),
+                &plain,
+                &format!("{cert} {cipher} on the token"),
+            );
+        }
+    }
+    // RSA and EC recipients together, and the own copy: each reader opens it.
+    let out = token.path("mixed.eml");
+    run_ok(&mut token.p11smime(&[
+        "encrypt",
+        "-r",
+        path_str(&fixture("bob-enc.pem")),
+        "-r",
+        path_str(&fixture("alice-ec384.pem")),
+        "-o",
+        path_str(&out),
+        path_str(&mail),
+    ]));
+    let by_bob = openssl_decrypt(&out, "bob-enc.key.pem", "SMIME");
+    let by_ec = openssl_decrypt(&out, "alice-ec384.key.pem", "SMIME");
+    assert_eq!(by_bob, by_ec);
+    assert_plaintext(
+        &token.decrypt(&out),
+        &by_bob,
+        "mixed recipients on the token",
     );
 }

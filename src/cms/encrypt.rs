@@ -1,8 +1,10 @@
 //! Building EnvelopedData (AES-CBC) and AuthEnvelopedData (AES-GCM, RFC 5083/5084) to RSA
-//! recipients, with PKCS#1 v1.5 or RSAES-OAEP key transport. Only public keys are used here, so
+//! recipients, with PKCS#1 v1.5 or RSAES-OAEP key transport, and to EC recipients with
+//! ephemeral-static ECDH key agreement (RFC 5753). Only public keys are used here, so
 //! nothing crosses the key seam. The `cms` types encode the parts; the outer structures are
 //! assembled here so that the recipient SET is in true DER order (see `der_set`).
 
+use crate::cms::kari;
 use crate::cms::oids;
 use crate::cms::signed::hash_oid;
 use crate::error::{Error, Result};
@@ -11,7 +13,9 @@ use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
-    EncryptedContentInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+    EncryptedContentInfo, KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo,
+    KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey,
+    RecipientIdentifier, RecipientInfo,
 };
 use der::asn1::{Any, OctetString};
 use der::{Encode, Sequence};
@@ -115,9 +119,12 @@ fn key_transport_alg(kt: KeyTransport) -> Result<AlgorithmIdentifierOwned> {
 fn wrap_for(cert: &Certificate, cek: &[u8], kt: KeyTransport) -> Result<RecipientInfo> {
     use rsa::pkcs8::DecodePublicKey;
     let spki = &cert.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid == oids::EC_PUBLIC_KEY {
+        return agree_for(cert, cek);
+    }
     if spki.algorithm.oid != oids::RSA_ENCRYPTION {
         return Err(Error::Unsupported(format!(
-            "encrypting to an {} key is not supported yet (only RSA recipients): {}",
+            "encrypting to an {} key is not supported: {}",
             oids::name(&spki.algorithm.oid),
             cert.tbs_certificate.subject
         )));
@@ -155,6 +162,98 @@ fn wrap_for(cert: &Certificate, cek: &[u8], kt: KeyTransport) -> Result<Recipien
     }))
 }
 
+/// Ephemeral-static ECDH (RFC 5753) to an EC certificate: a fresh key pair per message, the
+/// X9.63 KDF with the curve's own digest (SHA-256, -384, -512 for P-256, -384, -521) over
+/// ECC-CMS-SharedInfo, and AES key wrap of the content key with a wrap as strong as that key.
+fn agree_for(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok());
+    let point = spki.subject_public_key.raw_bytes();
+    let bad_key = || {
+        Error::BadInput(format!(
+            "the recipient's EC key cannot be read: {}",
+            cert.tbs_certificate.subject
+        ))
+    };
+    let mut rng = rand::thread_rng();
+    macro_rules! agree {
+        ($curve:ident) => {{
+            let theirs = $curve::PublicKey::from_sec1_bytes(point).map_err(|_| bad_key())?;
+            let ours = $curve::ecdh::EphemeralSecret::random(&mut rng);
+            let z = Zeroizing::new(ours.diffie_hellman(&theirs).raw_secret_bytes().to_vec());
+            (
+                ours.public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec(),
+                z,
+            )
+        }};
+    }
+    let (ephemeral, z, kdf, scheme) = match curve {
+        Some(c) if c == oids::SECP256R1 => {
+            let (e, z) = agree!(p256);
+            (e, z, HashAlg::Sha256, oids::ECDH_STD_SHA256KDF)
+        }
+        Some(c) if c == oids::SECP384R1 => {
+            let (e, z) = agree!(p384);
+            (e, z, HashAlg::Sha384, oids::ECDH_STD_SHA384KDF)
+        }
+        Some(c) if c == oids::SECP521R1 => {
+            let (e, z) = agree!(p521);
+            (e, z, HashAlg::Sha512, oids::ECDH_STD_SHA512KDF)
+        }
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "encrypting to this EC curve is not supported (P-256, P-384, P-521 are): {}",
+                cert.tbs_certificate.subject
+            )));
+        }
+    };
+    let (wrap_oid, kek_len) = match cek.len() {
+        16 => (oids::AES128_WRAP, 16),
+        24 => (oids::AES192_WRAP, 24),
+        _ => (oids::AES256_WRAP, 32),
+    };
+    // The wrap AlgorithmIdentifier without parameters, as RFC 3565 and OpenSSL write it; it is
+    // also the SharedInfo's keyInfo.
+    let wrap = AlgorithmIdentifierOwned {
+        oid: wrap_oid,
+        parameters: None,
+    };
+    let info = kari::shared_info(&wrap, None, kek_len)?;
+    let mut kek = Zeroizing::new(vec![0u8; kek_len]);
+    kari::x963_kdf(kdf, &z, &info, &mut kek);
+    let wrapped = kari::aes_wrap(&kek, cek)?;
+    Ok(RecipientInfo::Kari(KeyAgreeRecipientInfo {
+        version: CmsVersion::V3,
+        originator: OriginatorIdentifierOrKey::OriginatorKey(OriginatorPublicKey {
+            algorithm: AlgorithmIdentifierOwned {
+                oid: oids::EC_PUBLIC_KEY,
+                parameters: None,
+            },
+            public_key: der::asn1::BitString::from_bytes(&ephemeral).map_err(encode_err)?,
+        }),
+        ukm: None,
+        key_enc_alg: AlgorithmIdentifierOwned {
+            oid: scheme,
+            parameters: Some(Any::encode_from(&wrap).map_err(encode_err)?),
+        },
+        recipient_enc_keys: vec![RecipientEncryptedKey {
+            rid: KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                issuer: cert.tbs_certificate.issuer.clone(),
+                serial_number: cert.tbs_certificate.serial_number.clone(),
+            }),
+            enc_key: OctetString::new(wrapped).map_err(encode_err)?,
+        }],
+    }))
+}
+
 /// Encrypts `content` to every certificate in `recipients`; returns the ContentInfo DER.
 pub fn encrypt(
     content: &[u8],
@@ -172,6 +271,12 @@ pub fn encrypt(
         .iter()
         .map(|c| wrap_for(c, &cek, kt))
         .collect::<Result<_>>()?;
+    // RFC 5652 §6.1: version 0 only when every recipient info is version 0 (key transport).
+    let version = if infos.iter().all(|i| matches!(i, RecipientInfo::Ktri(_))) {
+        CmsVersion::V0
+    } else {
+        CmsVersion::V2
+    };
     let recip_infos = der_set(&infos)?;
 
     if cipher.is_gcm() {
@@ -241,9 +346,9 @@ pub fn encrypt(
         },
         encrypted_content: Some(OctetString::new(ciphertext).map_err(encode_err)?),
     };
-    // EnvelopedData { version 0, recipientInfos, encryptedContentInfo }
+    // EnvelopedData { version, recipientInfos, encryptedContentInfo }
     let body = [
-        CmsVersion::V0.to_der().map_err(encode_err)?,
+        version.to_der().map_err(encode_err)?,
         recip_infos,
         eci.to_der().map_err(encode_err)?,
     ]

@@ -332,6 +332,20 @@ pub fn x963_kdf(hash: HashAlg, z: &[u8], shared_info: &[u8], out: &mut [u8]) {
     }
 }
 
+/// AES key wrap (RFC 3394) of `cek` under `kek`, for writing key-agreement recipients.
+pub fn aes_wrap(kek: &[u8], cek: &[u8]) -> Result<Vec<u8>> {
+    let fail = |_| Error::Unsupported("AES key wrap of this key length".into());
+    let mut out = vec![0u8; cek.len() + 8];
+    match kek.len() {
+        16 => aes_kw::KekAes128::try_from(kek).and_then(|k| k.wrap(cek, &mut out)),
+        24 => aes_kw::KekAes192::try_from(kek).and_then(|k| k.wrap(cek, &mut out)),
+        32 => aes_kw::KekAes256::try_from(kek).and_then(|k| k.wrap(cek, &mut out)),
+        _ => return Err(Error::Unsupported("AES key wrap of this key length".into())),
+    }
+    .map_err(fail)?;
+    Ok(out)
+}
+
 /// AES key unwrap (RFC 3394) with the integrity check; any failure is [`Error::DecryptFailed`].
 pub fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     // At least two 64-bit blocks of key, plus the integrity block.

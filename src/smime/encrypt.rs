@@ -42,20 +42,27 @@ pub struct EncryptOutcome {
     pub signed: bool,
 }
 
-/// The token's own certificate to encrypt the sent copy to: current, for encryption, RSA.
+/// The token's own certificate to encrypt the sent copy to: current and for encryption, RSA
+/// first (the widest choice), else EC.
 fn own_certificate(certs: &[KeyCertificate]) -> Option<&KeyCertificate> {
     let now = certinfo::now();
-    certs.iter().find(|c| {
-        c.has_private_key != Some(false)
-            && is_encryption_cert(&c.certificate)
-            && !certinfo::is_expired(&c.certificate, now)
-            && c.certificate
-                .tbs_certificate
-                .subject_public_key_info
-                .algorithm
-                .oid
-                == oids::RSA_ENCRYPTION
-    })
+    let mut usable: Vec<&KeyCertificate> = certs
+        .iter()
+        .filter(|c| {
+            c.has_private_key != Some(false)
+                && is_encryption_cert(&c.certificate)
+                && !certinfo::is_expired(&c.certificate, now)
+        })
+        .collect();
+    usable.sort_by_key(|c| {
+        c.certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .oid
+            != oids::RSA_ENCRYPTION
+    });
+    usable.first().copied()
 }
 
 /// Encrypts `input` (a message or entity); the token is used only for `self_copy` and `sign`.
@@ -110,7 +117,7 @@ pub fn encrypt(
                 }
                 Some(_) => {}
                 None => callbacks.warn(
-                    "the token holds no current RSA encryption certificate: the sent copy is not encrypted to you",
+                    "the token holds no current encryption certificate: the sent copy is not encrypted to you",
                 ),
             }
         }
