@@ -91,6 +91,17 @@ impl ContentCipher {
         }
     }
 
+    /// Why the cipher is weak, when it is: accepted for reading old mail, never written.
+    pub fn weakness(&self) -> Option<String> {
+        match self {
+            ContentCipher::DesEde3Cbc { .. } => Some(
+                "the message was encrypted with 3DES, a legacy cipher; ask the sender to use AES"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
     /// A readable name, e.g. "AES-256-CBC".
     pub fn name(&self) -> String {
         match self {

@@ -29,6 +29,8 @@ pub struct DecryptReport {
     pub key_id: String,
     pub cipher: String,
     pub bytes: u64,
+    /// Things the user should know, e.g. a legacy cipher that was accepted for reading.
+    pub warnings: Vec<String>,
 }
 
 /// Which keys [`decrypt_envelope`] may use.
@@ -88,6 +90,7 @@ pub fn decrypt_envelope(
                     key_id: hex::encode(&cert.id),
                     cipher: env.cipher.name(),
                     bytes,
+                    warnings: env.cipher.weakness().into_iter().collect(),
                 });
             }
             Err(e @ (Error::DecryptFailed | Error::Unsupported(_) | Error::KeyNotFound(_))) => {

@@ -72,6 +72,9 @@ pub fn decrypt(
         let usable = select_keys(&envelope, &certs, request.key);
         if usable {
             let report = decrypt_with(&envelope, &mut token, &certs, request.key, out)?;
+            for warning in &report.warnings {
+                callbacks.warn(warning);
+            }
             return Ok(DecryptOutcome {
                 input_form: found.form,
                 token: info.display_name(),
