@@ -93,6 +93,26 @@ pub fn pkcs7_mime(outer: &[Header], smime_type: &str, der: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A readable message: the original mail's own headers (From, To, Subject, Date, Message-ID,
+/// ...) over the decrypted entity, for a mailbox or a mail client.
+pub fn readable_message(outer: &[Header], entity: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entity.len() + 1024);
+    for h in outer {
+        out.extend_from_slice(&super::canon::to_crlf(&h.raw));
+        out.extend_from_slice(b"\r\n");
+    }
+    let parsed = super::entity::parse(entity);
+    if parsed.header("MIME-Version").is_none() && !parsed.headers.is_empty() {
+        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    }
+    if parsed.headers.is_empty() {
+        // Bare content without an entity header: it starts the body.
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(entity);
+    out
+}
+
 /// PEM with the `CMS` label.
 pub fn pem(der: &[u8]) -> Vec<u8> {
     let mut out = b"-----BEGIN CMS-----\n".to_vec();
@@ -105,6 +125,20 @@ pub fn pem(der: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_message_puts_the_mail_headers_over_the_entity() {
+        let (outer, _) = split_message(
+            b"From: a@example.test\nSubject: x\nContent-Type: application/pkcs7-mime\n\nMII=\n",
+        );
+        let msg = readable_message(&outer, b"Content-Type: text/plain\r\n\r\nhello\r\n");
+        assert_eq!(
+            msg,
+            b"From: a@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        );
+        let bare = readable_message(&outer, b"just text");
+        assert!(bare.ends_with(b"Subject: x\r\n\r\njust text"));
+    }
 
     #[test]
     fn outer_headers_stay_outside_the_signed_entity() {

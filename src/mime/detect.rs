@@ -142,6 +142,48 @@ fn from_mime(input: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// What the outermost layer of an entity or CMS object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    Encrypted,
+    Signed,
+    /// Neither: readable content.
+    Plain,
+}
+
+/// Classifies by the outermost layer only: the top-level Content-Type of a MIME entity, or the
+/// content type of a bare CMS object. An S/MIME attachment inside a multipart/mixed is content,
+/// not a layer.
+pub fn layer(input: &[u8]) -> Layer {
+    let first = trim_ascii_start(input);
+    if input.first() == Some(&0x30) || first.starts_with(b"-----BEGIN ") {
+        return find_cms(input).map_or(Layer::Plain, |f| cms_layer(&f.cms));
+    }
+    let parsed = super::entity::parse(input);
+    let Some(ct) = parsed.header("Content-Type").map(|h| h.value()) else {
+        return Layer::Plain;
+    };
+    match super::entity::mime_type(&ct).as_str() {
+        "multipart/signed" => Layer::Signed,
+        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
+            find_cms(input).map_or(Layer::Plain, |f| cms_layer(&f.cms))
+        }
+        _ => Layer::Plain,
+    }
+}
+
+fn cms_layer(cms: &[u8]) -> Layer {
+    use crate::cms::oids;
+    match crate::cms::envelope::content_info(cms) {
+        Ok((oid, _)) if oid == oids::ENVELOPED_DATA || oid == oids::AUTH_ENVELOPED_DATA => {
+            Layer::Encrypted
+        }
+        Ok((oid, _)) if oid == oids::SIGNED_DATA => Layer::Signed,
+        _ => Layer::Plain,
+    }
+}
+
 /// Signed input, as found.
 #[derive(Debug)]
 pub enum SignedInput<'a> {
@@ -316,6 +358,20 @@ mod tests {
             Some(&b"Content-Type: text/plain\n\nx"[..])
         );
         assert_eq!(first_part(b"--b\nno end", "b"), None);
+    }
+
+    #[test]
+    fn layers_are_read_from_the_top_level_only() {
+        let signed = b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\n";
+        assert_eq!(layer(signed), Layer::Signed);
+        let enveloped = "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\
+            Content-Transfer-Encoding: base64\n\nMAMCAQA=\n";
+        // Not a real EnvelopedData: unreadable CMS is plain content, not a layer.
+        assert_eq!(layer(enveloped.as_bytes()), Layer::Plain);
+        let mixed = "Content-Type: multipart/mixed; boundary=b\n\n--b\n\
+            Content-Type: application/pkcs7-mime; name=smime.p7m\n\nMAMCAQA=\n--b--\n";
+        assert_eq!(layer(mixed.as_bytes()), Layer::Plain);
+        assert_eq!(layer(b"Content-Type: text/plain\n\nhi\n"), Layer::Plain);
     }
 
     #[test]

@@ -99,6 +99,23 @@ pub struct DecryptArgs {
     pub token: TokenArgs,
     #[command(flatten)]
     pub pin: PinArgs,
+    /// Output a complete readable message: the mail's own headers (From, To, Subject, Date,
+    /// Message-ID, ...) over the decrypted entity.
+    #[arg(long)]
+    pub message: bool,
+    /// Go on through every layer (signed, encrypted, signed again) to the readable content,
+    /// verifying each signature on the way; a bad signature stops it with exit 7.
+    #[arg(long)]
+    pub unwrap: bool,
+    /// With --unwrap: read on past signatures that do not verify, with a warning.
+    #[arg(long, requires = "unwrap")]
+    pub no_verify: bool,
+    /// With --unwrap: trust anchors for the signatures (PEM, DER, .p7b). May be repeated.
+    #[arg(long, value_name = "FILE", requires = "unwrap")]
+    pub ca: Vec<PathBuf>,
+    /// With --unwrap: do not trust the system's certificate store, only --ca.
+    #[arg(long, requires = "unwrap")]
+    pub no_system_ca: bool,
     /// Print what was decrypted and with which key as JSON (on stdout; needs -o).
     #[arg(long)]
     pub json: bool,

@@ -4,10 +4,13 @@ use super::{open_module, pin_source, print_json};
 use crate::cli::DecryptArgs;
 use crate::io;
 use crate::ui::Terminal;
+use p11smime::mime::compose;
 use p11smime::pin::PinSource;
-use p11smime::smime::{self, DecryptRequest};
+use p11smime::smime::{self, DecryptRequest, LayerReport, UnwrapRequest};
 use p11smime::token::{KeySelector, LoginOptions};
+use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
+use std::io::Write;
 
 pub fn run(args: DecryptArgs) -> Result<()> {
     let pin = pin_source(&args.pin)?;
@@ -39,8 +42,33 @@ pub fn run(args: DecryptArgs) -> Result<()> {
             callbacks: &callbacks,
         },
     };
+    if args.unwrap {
+        let trust = TrustStore::load(&args.ca, !args.no_system_ca)?;
+        let unwrap_request = UnwrapRequest {
+            decrypt: request,
+            trust: &trust,
+            verify: !args.no_verify,
+        };
+        let outcome = smime::unwrap(&module, &input, &unwrap_request)?;
+        io::with_output(args.output.as_ref(), |out| {
+            write_content(out, &input, &outcome.content, args.message)
+        })?;
+        for layer in &outcome.layers {
+            eprintln!("{}", describe_layer(layer));
+        }
+        if args.json {
+            print_json(&outcome)?;
+        }
+        return Ok(());
+    }
     let outcome = io::with_output(args.output.as_ref(), |out| {
-        smime::decrypt(&module, &input, &request, out)
+        if !args.message {
+            return smime::decrypt(&module, &input, &request, out);
+        }
+        let mut entity = zeroize::Zeroizing::new(Vec::new());
+        let outcome = smime::decrypt(&module, &input, &request, &mut *entity)?;
+        write_content(out, &input, &entity, true)?;
+        Ok(outcome)
     })?;
     if args.token.verbose {
         eprintln!(
@@ -56,4 +84,45 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         print_json(&outcome)?;
     }
     Ok(())
+}
+
+/// The content, or with `--message` the input mail's headers over it.
+fn write_content(out: &mut dyn Write, input: &[u8], content: &[u8], message: bool) -> Result<()> {
+    let bytes = if message {
+        let (outer, _) = compose::split_message(input);
+        compose::readable_message(&outer, content)
+    } else {
+        content.to_vec()
+    };
+    out.write_all(&bytes)
+        .map_err(|e| Error::io("cannot write the decrypted output", e))
+}
+
+/// One line per layer for stderr.
+fn describe_layer(layer: &LayerReport) -> String {
+    match layer {
+        LayerReport::Encrypted(o) => format!(
+            "layer: encrypted with {} to '{}' (id {}), decrypted",
+            o.report.cipher, o.report.key_label, o.report.key_id
+        ),
+        LayerReport::Signed(v) => {
+            let signers: Vec<String> = v
+                .signers
+                .iter()
+                .map(|s| {
+                    let who = s
+                        .emails
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| s.subject.clone());
+                    match (s.signature_valid && s.trusted, &s.problem) {
+                        (true, _) => format!("{who} (good, trusted)"),
+                        (false, Some(p)) => format!("{who} (NOT VERIFIED: {p})"),
+                        (false, None) => format!("{who} (NOT VERIFIED)"),
+                    }
+                })
+                .collect();
+            format!("layer: signed by {}", signers.join(", "))
+        }
+    }
 }
