@@ -3,6 +3,7 @@
 
 mod decrypt;
 mod encrypt;
+mod inspect;
 mod sign;
 mod unwrap;
 mod verify;
@@ -13,3 +14,4 @@ pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
 pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap};
 pub use verify::{SignerReport, VerifyOutcome, verify};
+pub use inspect::{InspectedLayer, InspectedRecipient, inspect};

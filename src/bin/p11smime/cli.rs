@@ -30,6 +30,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Encrypt a message to its recipients (and to your own card, so you can read it later).
     Encrypt(EncryptArgs),
+    /// Say what a message is, without a PIN: layers, recipients and which of your certificates
+    /// match them, cipher, signers.
+    Inspect(InspectArgs),
 }
 
 /// Which module and token to use.
@@ -235,6 +238,23 @@ pub struct EncryptArgs {
     #[command(flatten)]
     pub pin: PinArgs,
     /// Print the recipients and cipher as JSON (on stdout; needs -o).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The message: a file, or '-' / nothing for stdin.
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Trust anchors for judging signers (PEM, DER, .p7b). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// Do not trust the system's certificate store, only --ca.
+    #[arg(long)]
+    pub no_system_ca: bool,
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
 }

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Sign(args) => commands::sign::run(args),
         cli::Command::Verify(args) => commands::verify::run(args),
         cli::Command::Encrypt(args) => commands::encrypt::run(args),
+        cli::Command::Inspect(args) => commands::inspect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod decrypt;
 pub mod encrypt;
+pub mod inspect;
 pub mod sign;
 pub mod tokens;
 pub mod verify;
