@@ -146,7 +146,7 @@ impl<'a> Envelope<'a> {
     /// Decrypts the content with `cek` into `out`. GCM plaintext reaches `out` only after the
     /// tag verifies; CBC plaintext streams. Returns the plaintext length.
     pub fn decrypt_content(&self, cek: &[u8], out: &mut dyn Write) -> Result<u64> {
-        if cek.len() != self.cipher.key_len() {
+        if !self.cipher.key_fits(cek.len()) {
             return Err(Error::DecryptFailed);
         }
         let content = self.encrypted_content.ok_or_else(|| {

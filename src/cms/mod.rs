@@ -84,13 +84,15 @@ pub fn decrypt_envelope(
         match recipient::unwrap_key(backend, cert, r) {
             Ok(cek) => {
                 let bytes = env.decrypt_content(&cek, out)?;
+                // RC2's effective key size may be known only from the key's length.
+                let used = env.cipher.for_key(cek.len());
                 return Ok(DecryptReport {
                     recipient: r.describe(),
                     key_label: cert.label.clone(),
                     key_id: hex::encode(&cert.id),
-                    cipher: env.cipher.name(),
+                    cipher: used.name(),
                     bytes,
-                    warnings: env.cipher.weakness().into_iter().collect(),
+                    warnings: used.weakness().into_iter().collect(),
                 });
             }
             Err(e @ (Error::DecryptFailed | Error::Unsupported(_) | Error::KeyNotFound(_))) => {

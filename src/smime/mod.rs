@@ -11,7 +11,7 @@ mod verify;
 pub use crate::cms::encrypt::{Cipher, KeyTransport};
 pub use decrypt::{DecryptOutcome, DecryptRequest, decrypt, decrypt_with_backend};
 pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
+pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
 pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap};
 pub use verify::{SignerReport, VerifyOutcome, verify};
-pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
