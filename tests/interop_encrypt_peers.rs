@@ -16,7 +16,7 @@
 //!   `encryptedData error at "pkcs5PBES2-params"`); it needs the legacy PBE-SHA1-3DES form, and
 //!   even then about one file in 200 (depending on the random salt) fails in the key bag
 //!   (`data error at "shrouded_key_bag.decrypted-text"`) although openssl reads it, so
-//!   `Gpgsm::new` makes a fresh file and tries again. gpgsm has no `--passphrase`;
+//!   `Gpgsm::with_secret_key` makes a fresh file and tries again. gpgsm has no `--passphrase`;
 //!   `--pinentry-mode loopback --passphrase-fd 0` works for the import and for each decryption
 //!   (the imported key stays protected by the passphrase).
 //! * gpgsm decrypts AES-128/192/256-CBC with PKCS#1 v1.5 key transport (`--verbose` says
@@ -43,12 +43,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::gpgsm::{Gpgsm, sha1_fpr};
+use common::mime::{altered, split_multipart_signed};
+use common::nss::{NssDb, cmsutil_decode};
 use common::*;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 /// The multipart/mixed boundary of the message encrypted.
 const BOUNDARY: &str = "=_mixed_p11smime_interop_Q7x";
@@ -217,136 +219,8 @@ fn assert_entity(entity: &[u8], what: &str) {
     );
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// Splits a `multipart/signed` entity into (the exact signed bytes of the first part, the DER
-/// signature from the second part). The CRLF before each delimiter belongs to the delimiter.
-fn split_multipart_signed(msg: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    use base64::Engine as _;
-    let head_end = find(msg, b"\r\n\r\n", 0).expect("no end of the top-level header");
-    let head = String::from_utf8_lossy(&msg[..head_end]).to_string();
-    assert!(
-        head.contains("multipart/signed")
-            && head.contains("protocol=\"application/pkcs7-signature\""),
-        "not a multipart/signed S/MIME entity: {head}"
-    );
-    let b = head
-        .split_once("boundary=\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .expect("no quoted boundary parameter")
-        .0;
-    let delim = format!("\r\n--{b}\r\n");
-    let delim = delim.as_bytes();
-    let first = find(msg, delim, head_end + 2).expect("no opening delimiter");
-    let part1_start = first + delim.len();
-    let second = find(msg, delim, part1_start).expect("no second delimiter");
-    let part1 = msg[part1_start..second].to_vec();
-    let part2_start = second + delim.len();
-    let close = format!("\r\n--{b}--");
-    let close = find(msg, close.as_bytes(), part2_start).expect("no close delimiter");
-    let part2 = &msg[part2_start..close];
-    let p2_head_end = find(part2, b"\r\n\r\n", 0).expect("no end of the signature part header");
-    let p2_head = String::from_utf8_lossy(&part2[..p2_head_end]).to_ascii_lowercase();
-    assert!(
-        p2_head.contains("application/pkcs7-signature") && p2_head.contains("base64"),
-        "unexpected signature part header: {p2_head}"
-    );
-    let b64: Vec<u8> = part2[p2_head_end + 4..]
-        .iter()
-        .copied()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("signature part is not base64");
-    (part1, sig)
-}
-
-/// A copy with one byte changed: the 'c' of the (unique) "the card".
-fn altered(bytes: &[u8]) -> Vec<u8> {
-    let at = find(bytes, b"the card", 0).expect("no \"the card\" in the signed content");
-    assert!(
-        find(bytes, b"the card", at + 1).is_none(),
-        "\"the card\" occurs twice"
-    );
-    let mut out = bytes.to_vec();
-    out[at + 4] ^= 0x20;
-    out
-}
-
-fn write(token: &TestToken, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = token.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-/// Bob's certificate and key as PKCS#12 (password P12_PASS), with extra `openssl pkcs12` options.
-fn bob_p12(token: &TestToken, name: &str, opts: &[&str]) -> PathBuf {
-    let out = token.path(name);
-    run_ok(
-        Command::new("openssl")
-            .args(["pkcs12", "-export", "-passout"])
-            .arg(format!("pass:{P12_PASS}"))
-            .args(opts)
-            .arg("-in")
-            .arg(fixture("bob-enc.pem"))
-            .arg("-inkey")
-            .arg(fixture("bob-enc.key.pem"))
-            .arg("-out")
-            .arg(&out),
-    );
-    out
-}
-
-fn report(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // gpgsm
-
-/// Live gpg-agent processes started for `home` (Linux /proc; empty elsewhere). A killed agent
-/// left as a zombie has an empty cmdline and is not counted.
-fn agents_for(home: &Path) -> Vec<u32> {
-    let home = home.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let mut args = cmdline.split(|b| *b == 0);
-            args.next().is_some_and(|a| a.ends_with(b"gpg-agent")) && args.any(|a| a == home)
-        })
-        .collect()
-}
-
-/// The SHA-1 fingerprint of a fixture certificate as gpgsm prints it (hex, upper case).
-fn sha1_fpr(cert: &str) -> String {
-    let out = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
-            .arg(fixture(cert)),
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.trim()
-        .split_once('=')
-        .expect("openssl fingerprint output")
-        .1
-        .replace(':', "")
-        .to_ascii_uppercase()
-}
 
 /// gpgsm's 16-hex-digit key ID (ENC_TO, NO_SECKEY) of a fixture certificate.
 fn keyid(cert: &str) -> String {
@@ -356,111 +230,17 @@ fn keyid(cert: &str) -> String {
 
 /// A temporary GNUPGHOME holding bob's private key (from PKCS#12), the certificates of the test
 /// CA (trusted through `trustlist.txt`) and of alice-enc (so her RecipientInfo is reported as
-/// NO_SECKEY rather than an unknown certificate). Dropping it runs `gpgconf --kill all` and
-/// waits for the agent to go.
-struct Gpgsm {
-    gpgsm: PathBuf,
-    gpgconf: PathBuf,
-    home: tempfile::TempDir,
-    /// A file holding P12_PASS, given to gpgsm as stdin for `--passphrase-fd 0`.
-    passfile: PathBuf,
-    stopped: bool,
+/// NO_SECKEY rather than an unknown certificate).
+fn gpgsm_for_bob(token: &TestToken) -> Gpgsm {
+    Gpgsm::new(&["alice-enc.pem"]).with_secret_key(
+        token.dir.path(),
+        "bob-enc.pem",
+        "bob-enc.key.pem",
+        P12_PASS,
+    )
 }
 
 impl Gpgsm {
-    fn new(token: &TestToken) -> Self {
-        let gpgsm = require("gpgsm", "gpgsm");
-        let gpgconf = require("gpgconf", "gpgconf");
-        // Short: the agent's sockets are created in here (108-byte sun_path limit).
-        let home = tempfile::Builder::new()
-            .prefix("gsm.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let passfile = token.path("gpgsm-pass");
-        std::fs::write(&passfile, format!("{P12_PASS}\n")).unwrap();
-        let g = Gpgsm {
-            gpgsm,
-            gpgconf,
-            home,
-            passfile,
-            stopped: false,
-        };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(g.home.path(), std::fs::Permissions::from_mode(0o700))
-                .unwrap();
-        }
-        std::fs::write(
-            g.home.path().join("gpg-agent.conf"),
-            "allow-loopback-pinentry\n",
-        )
-        .unwrap();
-        run_ok(
-            g.cmd()
-                .args(["--batch", "--import"])
-                .arg(fixture("ca.pem"))
-                .arg(fixture("alice-enc.pem")),
-        );
-        std::fs::write(
-            g.home.path().join("trustlist.txt"),
-            format!("{} S\n", sha1_fpr("ca.pem")),
-        )
-        .unwrap();
-        // gpgsm 2.2 cannot read OpenSSL 3's default PBES2/AES PKCS#12: use the legacy PBE. About
-        // one such file in 200 (it depends on the random salt) still fails in gpgsm's key bag
-        // ("decryption failed; trying charset ...", then `data error at
-        // "shrouded_key_bag.decrypted-text"`) although openssl reads it: make a fresh one then.
-        let mut attempts = Vec::new();
-        for n in 0..10 {
-            let p12 = bob_p12(
-                token,
-                &format!("bob-3des-{n}.p12"),
-                &[
-                    "-keypbe",
-                    "PBE-SHA1-3DES",
-                    "-certpbe",
-                    "PBE-SHA1-3DES",
-                    "-macalg",
-                    "sha1",
-                ],
-            );
-            let out = g
-                .with_passphrase(g.cmd().arg("--batch"))
-                .arg("--import")
-                .arg(&p12)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.success() && stderr.contains("secret keys imported: 1") {
-                return g;
-            }
-            // Seen failing both in the key bag ("shrouded_key_bag.decrypted-text") and in the
-            // certificate bag ("encryptedData error at \"outer.outer.seq\""): any parse failure
-            // of an OpenSSL-made file is gpgsm's salt quirk, worth a fresh file.
-            let salt_bug = stderr.contains("error parsing or decrypting the PKCS#12 file");
-            attempts.push(report(&out));
-            if !salt_bug {
-                break;
-            }
-        }
-        panic!(
-            "gpgsm did not import bob's PKCS#12:\n{}",
-            attempts.join("\n---\n")
-        );
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.gpgsm);
-        cmd.env("GNUPGHOME", self.home.path());
-        cmd
-    }
-
-    /// Loopback pinentry with the passphrase on stdin.
-    fn with_passphrase<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
-        cmd.args(["--pinentry-mode", "loopback", "--passphrase-fd", "0"])
-            .stdin(Stdio::from(std::fs::File::open(&self.passfile).unwrap()))
-    }
-
     /// `gpgsm --verbose --decrypt INPUT -o OUTPUT EXTRA`, status lines on stdout.
     fn decrypt(&self, input: &Path, output: &Path, extra: &[&str]) -> Output {
         let mut cmd = self.cmd();
@@ -480,80 +260,6 @@ impl Gpgsm {
             .arg(input)
             .output()
             .unwrap()
-    }
-
-    /// `gpgsm --verify SIG CONTENT`, status lines on stdout.
-    fn verify(&self, sig: &Path, content: &Path) -> Output {
-        self.cmd()
-            .args([
-                "--batch",
-                "--disable-crl-checks",
-                "--disable-dirmngr",
-                "--status-fd",
-                "1",
-                "--verify",
-            ])
-            .arg(sig)
-            .arg(content)
-            .output()
-            .unwrap()
-    }
-
-    /// `gpgsm --encrypt -r NAME@example.test ...` of `plaintext`, recipients in that order.
-    fn encrypt_to(&self, token: &TestToken, names: &[&str], plaintext: &[u8]) -> PathBuf {
-        let tag = names.join("-");
-        let input = write(token, &format!("gpgsm-{tag}.in"), plaintext);
-        let output = token.path(&format!("gpgsm-{tag}.p7m"));
-        let mut cmd = self.cmd();
-        cmd.args([
-            "--batch",
-            "--yes",
-            "--disable-crl-checks",
-            "--disable-dirmngr",
-            "--encrypt",
-        ]);
-        for n in names {
-            cmd.arg("-r").arg(format!("{n}@example.test"));
-        }
-        run_ok(cmd.arg("--output").arg(&output).arg(&input));
-        output
-    }
-
-    fn kill_agents(&mut self) -> Vec<u32> {
-        self.stopped = true;
-        let home = self.home.path();
-        let _ = Command::new(&self.gpgconf)
-            .args(["--kill", "all"])
-            .env("GNUPGHOME", home)
-            .status();
-        for _ in 0..50 {
-            if agents_for(home).is_empty() {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left = agents_for(home);
-        for pid in &left {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        left
-    }
-
-    /// Stops the agent and insists it went away on `gpgconf --kill all`.
-    fn stop(mut self) {
-        let left = self.kill_agents();
-        assert!(
-            left.is_empty(),
-            "gpg-agent {left:?} outlived `gpgconf --kill all`"
-        );
-    }
-}
-
-impl Drop for Gpgsm {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.kill_agents();
-        }
     }
 }
 
@@ -582,7 +288,7 @@ fn assert_gpgsm_decrypted(out: &Output, code: i32, cipher: Option<&str>, what: &
 #[test]
 fn gpgsm_decrypts_aes_cbc_der() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new(&token);
+    let gpg = gpgsm_for_bob(&token);
     for (cipher, oid, gpgsm_name) in CBC_CIPHERS {
         let what = format!("gpgsm, {cipher}, --outform der");
         let msg = encrypt(
@@ -631,7 +337,7 @@ fn recipient_offset(der: &[u8], cert: &str) -> usize {
 #[test]
 fn gpgsm_decrypts_with_self_copy_exit_code_follows_recipient_order() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new(&token);
+    let gpg = gpgsm_for_bob(&token);
     let alice = keyid("alice-enc.pem");
     let no_seckey = format!("[GNUPG:] NO_SECKEY {alice}");
 
@@ -667,7 +373,13 @@ fn gpgsm_decrypts_with_self_copy_exit_code_follows_recipient_order() {
     // gpgsm's own messages: alice first exits 2, bob first exits 0.
     for (first, second, code) in [("alice", "bob", 2), ("bob", "alice", 0)] {
         let what = format!("gpgsm's own message to {first} and {second}");
-        let reference = gpg.encrypt_to(&token, &[first, second], b"hello\n");
+        let reference = gpg.encrypt(
+            &token,
+            &format!("gpgsm-{first}-{second}"),
+            &[first, second],
+            b"hello\n",
+            &[],
+        );
         let ref_plain = token.path(&format!("gpgsm-{first}-{second}.out"));
         let out = gpg.decrypt(&reference, &ref_plain, &[]);
         assert_gpgsm_decrypted(&out, code, None, &what);
@@ -688,7 +400,7 @@ fn gpgsm_decrypts_with_self_copy_exit_code_follows_recipient_order() {
 #[test]
 fn gpgsm_decrypts_the_message_body_and_pem_but_not_a_whole_mail() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new(&token);
+    let gpg = gpgsm_for_bob(&token);
 
     let mail = encrypt(&token, "mail.eml", &["--no-self", "--cipher", "aes256-cbc"]);
     let bytes = std::fs::read(&mail).unwrap();
@@ -734,7 +446,7 @@ fn gpgsm_decrypts_the_message_body_and_pem_but_not_a_whole_mail() {
 
     // The body of the pkcs7-mime part, base64 as sent.
     let head_end = find(&bytes, b"\r\n\r\n", 0).expect("end of the message header");
-    let body = write(&token, "mail.b64", &bytes[head_end + 4..]);
+    let body = token.write("mail.b64", &bytes[head_end + 4..]);
     let plain = token.path("mail.body.out");
     let out = gpg.decrypt(&body, &plain, &["--assume-base64"]);
     assert_gpgsm_decrypted(&out, 0, Some("AES256.CBC"), "gpgsm, message body");
@@ -758,74 +470,25 @@ fn gpgsm_decrypts_the_message_body_and_pem_but_not_a_whole_mail() {
 // ---------------------------------------------------------------------------------------------
 // NSS cmsutil
 
-/// A fresh NSS DB with password NSS_PASS (in the returned password file) holding bob's key and
-/// certificate (`pk12util`, OpenSSL 3's default PKCS#12) and the test CA trusted for e-mail.
-fn nss_db(token: &TestToken) -> (PathBuf, PathBuf) {
-    let certutil = require("certutil", "libnss3-tools");
-    let pk12util = require("pk12util", "libnss3-tools");
-    let dir = token.path("nssdb");
-    std::fs::create_dir(&dir).unwrap();
-    let db = format!("sql:{}", path_str(&dir));
-    let pwfile = write(token, "nss-pass", format!("{NSS_PASS}\n").as_bytes());
-    let p12pw = write(token, "p12-pass", format!("{P12_PASS}\n").as_bytes());
-    run_ok(
-        Command::new(&certutil)
-            .args(["-N", "-d", &db, "-f"])
-            .arg(&pwfile),
-    );
-    let p12 = bob_p12(token, "bob.p12", &[]);
-    run_ok(
-        Command::new(&pk12util)
-            .args(["-d", &db, "-i"])
-            .arg(&p12)
-            .arg("-k")
-            .arg(&pwfile)
-            .arg("-w")
-            .arg(&p12pw),
-    );
-    run_ok(
-        Command::new(&certutil)
-            .args(["-A", "-d", &db, "-n", "p11smime test CA", "-t", ",C,", "-f"])
-            .arg(&pwfile)
-            .arg("-i")
-            .arg(fixture("ca.pem")),
-    );
-    let keys = run_ok(
-        Command::new(&certutil)
-            .args(["-K", "-d", &db, "-f"])
-            .arg(&pwfile),
-    );
+/// A fresh NSS DB with password NSS_PASS holding bob's key and certificate (`pk12util`, OpenSSL
+/// 3's default PKCS#12) and the test CA trusted for e-mail.
+fn nss_db(token: &TestToken) -> NssDb {
+    let db = NssDb::create(&token.path("nssdb"), Some(NSS_PASS));
+    let p12 = token.path("bob.p12");
+    pkcs12_export(&p12, "bob-enc.pem", "bob-enc.key.pem", P12_PASS, &[]);
+    db.import_p12(&p12, P12_PASS);
+    db.trust_test_ca();
+    let keys = run_ok(&mut db.certutil("-K"));
     assert!(
         String::from_utf8_lossy(&keys.stdout).contains("Bob Other"),
         "bob's key is not in the NSS DB: {}",
         report(&keys)
     );
-    (dir, pwfile)
-}
-
-/// `cmsutil -D -d sql:DB -f PWFILE [-c CONTENT] -i INPUT EXTRA`.
-fn cmsutil_decode(
-    db: &(PathBuf, PathBuf),
-    input: &Path,
-    content: Option<&Path>,
-    extra: &[&str],
-) -> Output {
-    let cmsutil = require("cmsutil", "libnss3-tools");
-    let mut cmd = Command::new(cmsutil);
-    cmd.arg("-D")
-        .arg("-d")
-        .arg(format!("sql:{}", path_str(&db.0)))
-        .arg("-f")
-        .arg(&db.1);
-    if let Some(c) = content {
-        cmd.arg("-c").arg(c);
-    }
-    cmd.arg("-i").arg(input).args(extra);
-    cmd.output().unwrap()
+    db
 }
 
 /// cmsutil decrypted `msg`: exit 0, an envelopedData, and the decrypted entity on stdout.
-fn nss_decrypt(db: &(PathBuf, PathBuf), msg: &Path, what: &str) -> Vec<u8> {
+fn nss_decrypt(db: &NssDb, msg: &Path, what: &str) -> Vec<u8> {
     let out = cmsutil_decode(db, msg, None, &[]);
     assert_eq!(out.status.code(), Some(0), "{what}: {}", report(&out));
     let info = cmsutil_decode(db, msg, None, &["-h", "0", "-n"]);
@@ -863,7 +526,7 @@ fn nss_decrypts_aes_cbc_der() {
 #[test]
 fn signed_then_encrypted_decrypts_and_verifies_with_gpgsm_and_nss() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new(&token);
+    let gpg = gpgsm_for_bob(&token);
     let db = nss_db(&token);
     let msg = encrypt(
         &token,
@@ -916,12 +579,12 @@ fn signed_then_encrypted_decrypts_and_verifies_with_gpgsm_and_nss() {
     );
     let (content, sig) = split_multipart_signed(&inner);
     assert_entity(&content, "signed part");
-    let content_file = write(&token, "signed-content.txt", &content);
-    let sig_file = write(&token, "smime.p7s", &sig);
+    let content_file = token.write("signed-content.txt", &content);
+    let sig_file = token.write("smime.p7s", &sig);
 
     // gpgsm: good signature by alice-sign, fully trusted.
     let fpr = sha1_fpr("alice-sign.pem");
-    let v = gpg.verify(&sig_file, &content_file);
+    let v = gpg.verify(&sig_file, Some(&content_file), None);
     let status = String::from_utf8_lossy(&v.stdout);
     assert_eq!(v.status.code(), Some(0), "gpgsm --verify: {}", report(&v));
     assert!(
@@ -946,8 +609,8 @@ fn signed_then_encrypted_decrypts_and_verifies_with_gpgsm_and_nss() {
     );
 
     // Negative: one byte of the signed content changed.
-    let bad = write(&token, "signed-altered.txt", &altered(&content));
-    let v = gpg.verify(&sig_file, &bad);
+    let bad = token.write("signed-altered.txt", &altered(&content));
+    let v = gpg.verify(&sig_file, Some(&bad), None);
     assert!(
         v.status.code() != Some(0)
             && String::from_utf8_lossy(&v.stdout).contains(&format!("[GNUPG:] BADSIG {fpr} ")),

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::nss::NssDb;
 use common::*;
 
 use std::path::{Path, PathBuf};
@@ -30,34 +31,27 @@ const CAPS_AES256: &str = "300d300b060960864801650304012a";
 /// A fresh NSS cert DB (no password) under the token's scratch dir, holding `certs` as
 /// (nickname, fixture) with no trust flags. `email_cert` imports with `certutil -E` (which also
 /// creates the S/MIME profile object) instead of `-A`.
-fn nss_db(token: &TestToken, name: &str, certs: &[(&str, &str)], email_cert: bool) -> PathBuf {
-    let certutil = require("certutil", "libnss3-tools");
-    let dir = token.path(name);
-    std::fs::create_dir(&dir).unwrap();
-    let db = format!("sql:{}", path_str(&dir));
-    run_ok(Command::new(&certutil).args(["-N", "--empty-password", "-d", &db]));
+fn nss_db(token: &TestToken, name: &str, certs: &[(&str, &str)], email_cert: bool) -> NssDb {
+    let db = NssDb::create(&token.path(name), None);
     for (nick, file) in certs {
         run_ok(
-            Command::new(&certutil)
-                .args([if email_cert { "-E" } else { "-A" }, "-d", &db])
+            db.certutil(if email_cert { "-E" } else { "-A" })
                 .args(["-n", nick, "-t", ",,", "-i"])
                 .arg(fixture(file)),
         );
     }
-    dir
+    db
 }
 
 /// `cmsutil -E -r RECIPIENTS` of `plaintext`; returns the message file.
-fn cmsutil_encrypt(db: &Path, recipients: &str, plaintext: &[u8], name: &str) -> PathBuf {
-    let cmsutil = require("cmsutil", "libnss3-tools");
-    let dir = db.parent().unwrap();
+fn cmsutil_encrypt(db: &NssDb, recipients: &str, plaintext: &[u8], name: &str) -> PathBuf {
+    let dir = db.dir.parent().unwrap();
     let input = dir.join(format!("{name}.in"));
     let output = dir.join(format!("{name}.p7m"));
     std::fs::write(&input, plaintext).unwrap();
     run_ok(
-        Command::new(cmsutil)
-            .args(["-E", "-r", recipients, "-d"])
-            .arg(format!("sql:{}", path_str(db)))
+        db.cmsutil("-E")
+            .args(["-r", recipients])
             .arg("-i")
             .arg(&input)
             .arg("-o")
@@ -101,7 +95,7 @@ fn encrypted_content_chunks(msg: &Path) -> usize {
 /// SQLite cert DB. NSS 3.87 stores the profile's CKA_NSS_EMAIL with a trailing NUL but looks it
 /// up without one, so profiles saved by NSS itself are never found; this fixes the one object
 /// `certutil -E` created. Fails the test unless exactly one object was updated.
-fn aes256_profile(db: &Path, email: &str, caps_hex: &str) {
+fn aes256_profile(db: &NssDb, email: &str, caps_hex: &str) {
     let python = require("python3", "python3");
     const SCRIPT: &str = r#"
 import sqlite3, sys
@@ -118,7 +112,7 @@ sys.exit(0 if n == 1 else 1)
         Command::new(python)
             .arg("-c")
             .arg(SCRIPT)
-            .arg(db.join("cert9.db"))
+            .arg(db.dir.join("cert9.db"))
             .arg(email)
             .arg(caps_hex),
     );

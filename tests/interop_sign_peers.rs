@@ -28,12 +28,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::gpgsm::{Gpgsm, sha1_fpr};
+use common::mime::{altered, split_multipart_signed};
+use common::nss::{NssDb, cmsutil_decode};
 use common::*;
 
-use base64::Engine as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Output;
 
 /// The message signed: LF line endings, non-ASCII body, a body line starting with "From ".
 const MESSAGE: &str = "From: Alice Tester <alice@example.test>\n\
@@ -71,74 +72,6 @@ fn sign(token: &TestToken, name: &str, extra: &[&str]) -> PathBuf {
     output
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// Splits a clear-text `multipart/signed` message into (the exact signed bytes of the first
-/// part, the DER signature decoded from the second part). The signed part is everything between
-/// the CRLF ending the opening delimiter line and the CRLF that belongs to the next delimiter
-/// (RFC 2046 5.1.1).
-fn split_multipart_signed(msg: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let head_end = find(msg, b"\r\n\r\n", 0).expect("no end of the top-level header");
-    let head = String::from_utf8_lossy(&msg[..head_end]).to_string();
-    assert!(
-        head.contains("multipart/signed")
-            && head.contains("protocol=\"application/pkcs7-signature\""),
-        "not a multipart/signed S/MIME message: {head}"
-    );
-    let b = head
-        .split_once("boundary=\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .expect("no quoted boundary parameter")
-        .0;
-    let delim = format!("\r\n--{b}");
-    let delim = delim.as_bytes();
-    // Search from the CRLF that ends the header, in case there is no preamble.
-    let first = find(msg, delim, head_end + 2).expect("no opening delimiter");
-    let part1_start = first + delim.len();
-    assert_eq!(
-        &msg[part1_start..part1_start + 2],
-        b"\r\n",
-        "opening delimiter line"
-    );
-    let part1_start = part1_start + 2;
-    let second = find(msg, delim, part1_start).expect("no second delimiter");
-    let part1 = msg[part1_start..second].to_vec();
-    let part2_start = second + delim.len();
-    assert_eq!(
-        &msg[part2_start..part2_start + 2],
-        b"\r\n",
-        "second delimiter line"
-    );
-    let part2_start = part2_start + 2;
-    let close = find(msg, delim, part2_start).expect("no closing delimiter");
-    assert_eq!(
-        &msg[close + delim.len()..close + delim.len() + 2],
-        b"--",
-        "the signature part is not followed by the close delimiter"
-    );
-    let part2 = &msg[part2_start..close];
-    let p2_head_end = find(part2, b"\r\n\r\n", 0).expect("no end of the signature part header");
-    let p2_head = String::from_utf8_lossy(&part2[..p2_head_end]).to_ascii_lowercase();
-    assert!(
-        p2_head.contains("application/pkcs7-signature") && p2_head.contains("base64"),
-        "unexpected signature part header: {p2_head}"
-    );
-    let b64: Vec<u8> = part2[p2_head_end + 4..]
-        .iter()
-        .copied()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("signature part is not base64");
-    (part1, sig)
-}
-
 /// The signed entity must be what p11smime promises: CRLF line endings only, 7-bit, and no
 /// line starting with "From " (which mail transports mangle).
 fn assert_transport_safe(entity: &[u8]) {
@@ -162,18 +95,6 @@ fn assert_transport_safe(entity: &[u8]) {
     );
 }
 
-/// A copy of `bytes` with one byte changed: the 'c' of the (unique) "the card".
-fn altered(bytes: &[u8]) -> Vec<u8> {
-    let at = find(bytes, b"the card", 0).expect("no \"the card\" in the signed content");
-    assert!(
-        find(bytes, b"the card", at + 1).is_none(),
-        "\"the card\" occurs twice"
-    );
-    let mut out = bytes.to_vec();
-    out[at + 4] ^= 0x20; // 'c' -> 'C'
-    out
-}
-
 /// A copy of a definite-length DER SignedData with the last byte of the signature value flipped.
 /// Insists the signature value (RSA-2048: `04 82 01 00` + 256 bytes) is the last element.
 fn with_flipped_signature(der: &[u8]) -> Vec<u8> {
@@ -187,151 +108,9 @@ fn with_flipped_signature(der: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write(token: &TestToken, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = token.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
 // ---------------------------------------------------------------------------------------------
-// gpgsm
-
-/// Live gpg-agent processes started for `home` (Linux /proc; empty elsewhere). A killed agent
-/// left as a zombie has an empty cmdline and is not counted.
-fn agents_for(home: &Path) -> Vec<u32> {
-    let home = home.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let mut args = cmdline.split(|b| *b == 0);
-            args.next().is_some_and(|a| a.ends_with(b"gpg-agent")) && args.any(|a| a == home)
-        })
-        .collect()
-}
-
-/// The SHA-1 fingerprint of a fixture certificate as gpgsm prints it (hex, upper case).
-fn sha1_fpr(cert: &str) -> String {
-    let out = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
-            .arg(fixture(cert)),
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.trim()
-        .split_once('=')
-        .expect("openssl fingerprint output")
-        .1
-        .replace(':', "")
-        .to_ascii_uppercase()
-}
-
-/// A temporary GNUPGHOME that trusts the test CA through `trustlist.txt` and holds only the CA
-/// certificate (the signer's certificate comes with the signature). Dropping it runs
-/// `gpgconf --kill all` and waits for the agent to go.
-struct Gpgsm {
-    gpgsm: PathBuf,
-    gpgconf: PathBuf,
-    home: tempfile::TempDir,
-    stopped: bool,
-}
-
-impl Gpgsm {
-    fn new() -> Self {
-        let gpgsm = require("gpgsm", "gpgsm");
-        let gpgconf = require("gpgconf", "gpgconf");
-        // Short: the agent's sockets are created in here (108-byte sun_path limit).
-        let home = tempfile::Builder::new()
-            .prefix("gsm.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let g = Gpgsm {
-            gpgsm,
-            gpgconf,
-            home,
-            stopped: false,
-        };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(g.home.path(), std::fs::Permissions::from_mode(0o700))
-                .unwrap();
-        }
-        run_ok(g.cmd().args(["--batch", "--import"]).arg(fixture("ca.pem")));
-        std::fs::write(
-            g.home.path().join("trustlist.txt"),
-            format!("{} S\n", sha1_fpr("ca.pem")),
-        )
-        .unwrap();
-        g
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.gpgsm);
-        cmd.env("GNUPGHOME", self.home.path());
-        cmd
-    }
-
-    /// `gpgsm --verify SIG [CONTENT]` with status lines on stdout; `output` receives the
-    /// content of an opaque signature.
-    fn verify(&self, sig: &Path, content: Option<&Path>, output: Option<&Path>) -> Output {
-        let mut cmd = self.cmd();
-        cmd.args([
-            "--batch",
-            "--disable-crl-checks",
-            "--disable-dirmngr",
-            "--status-fd",
-            "1",
-        ]);
-        if let Some(o) = output {
-            cmd.arg("--output").arg(o);
-        }
-        cmd.arg("--verify").arg(sig);
-        if let Some(c) = content {
-            cmd.arg(c);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn kill_agents(&mut self) -> Vec<u32> {
-        self.stopped = true;
-        let home = self.home.path();
-        let _ = Command::new(&self.gpgconf)
-            .args(["--kill", "all"])
-            .env("GNUPGHOME", home)
-            .status();
-        for _ in 0..50 {
-            if agents_for(home).is_empty() {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left = agents_for(home);
-        for pid in &left {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        left
-    }
-
-    /// Stops the agent and insists it went away on `gpgconf --kill all`.
-    fn stop(mut self) {
-        let left = self.kill_agents();
-        assert!(
-            left.is_empty(),
-            "gpg-agent {left:?} outlived `gpgconf --kill all`"
-        );
-    }
-}
-
-impl Drop for Gpgsm {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.kill_agents();
-        }
-    }
-}
+// gpgsm: each GNUPGHOME holds only the test CA (trusted); the signer's certificate comes with
+// the signature.
 
 fn gpgsm_report(out: &Output) -> String {
     format!(
@@ -394,14 +173,14 @@ fn assert_gpgsm_bad(out: &Output, what: &str) {
 #[test]
 fn gpgsm_verifies_multipart_signed_and_detached_der() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new();
+    let gpg = Gpgsm::new(&[]);
 
     // The clear-text multipart/signed mail: its own first part against its own signature.
     let msg = std::fs::read(sign(&token, "signed.eml", &[])).unwrap();
     let (content, sig) = split_multipart_signed(&msg);
     assert_transport_safe(&content);
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "embedded.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("embedded.p7s", &sig);
     assert_gpgsm_good(
         &gpg.verify(&sig_file, Some(&content_file), None),
         8,
@@ -417,7 +196,7 @@ fn gpgsm_verifies_multipart_signed_and_detached_der() {
     );
 
     // Negative: one byte of the signed content changed.
-    let bad = write(&token, "content-altered.txt", &altered(&content));
+    let bad = token.write("content-altered.txt", &altered(&content));
     assert_gpgsm_bad(
         &gpg.verify(&p7s, Some(&bad), None),
         "gpgsm: detached, altered content",
@@ -432,7 +211,7 @@ fn gpgsm_verifies_multipart_signed_and_detached_der() {
 #[test]
 fn gpgsm_verifies_opaque_signed_data() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new();
+    let gpg = Gpgsm::new(&[]);
     let msg = std::fs::read(sign(&token, "signed.eml", &[])).unwrap();
     let (entity, _) = split_multipart_signed(&msg);
 
@@ -452,8 +231,7 @@ fn gpgsm_verifies_opaque_signed_data() {
     );
 
     // Negative: one byte of the encapsulated content changed.
-    let bad = write(
-        &token,
+    let bad = token.write(
         "opaque-altered.p7m",
         &altered(&std::fs::read(&p7m).unwrap()),
     );
@@ -467,7 +245,7 @@ fn gpgsm_verifies_opaque_signed_data() {
 #[test]
 fn gpgsm_verifies_rsa_pss() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new();
+    let gpg = Gpgsm::new(&[]);
 
     let msg = std::fs::read(sign(&token, "pss.eml", &["--pss"])).unwrap();
     let (content, sig) = split_multipart_signed(&msg);
@@ -475,8 +253,8 @@ fn gpgsm_verifies_rsa_pss() {
         contains(&sig, OID_RSASSA_PSS),
         "--pss did not give an rsassaPss signature"
     );
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "pss.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("pss.p7s", &sig);
     assert_gpgsm_good(
         &gpg.verify(&sig_file, Some(&content_file), None),
         8,
@@ -501,12 +279,12 @@ fn gpgsm_verifies_rsa_pss() {
 
     // Negatives: altered content (digest mismatch), and a flipped PSS signature value (shows
     // gpgsm really checks the PSS signature, not just the digest).
-    let bad = write(&token, "content-altered.txt", &altered(&content));
+    let bad = token.write("content-altered.txt", &altered(&content));
     assert_gpgsm_bad(
         &gpg.verify(&sig_file, Some(&bad), None),
         "gpgsm: RSA-PSS, altered content",
     );
-    let bad_sig = write(&token, "pss-badsig.p7s", &with_flipped_signature(&sig));
+    let bad_sig = token.write("pss-badsig.p7s", &with_flipped_signature(&sig));
     assert_gpgsm_bad(
         &gpg.verify(&bad_sig, Some(&content_file), None),
         "gpgsm: RSA-PSS, flipped signature value",
@@ -517,15 +295,15 @@ fn gpgsm_verifies_rsa_pss() {
 #[test]
 fn gpgsm_verifies_sha512() {
     let token = TestToken::new();
-    let gpg = Gpgsm::new();
+    let gpg = Gpgsm::new(&[]);
     let msg = std::fs::read(sign(&token, "sha512.eml", &["--digest", "sha512"])).unwrap();
     assert!(
         contains(&msg, b"micalg=sha-512"),
         "multipart/signed micalg is not sha-512"
     );
     let (content, sig) = split_multipart_signed(&msg);
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "sha512.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("sha512.p7s", &sig);
     assert_gpgsm_good(
         &gpg.verify(&sig_file, Some(&content_file), None),
         10,
@@ -537,59 +315,29 @@ fn gpgsm_verifies_sha512() {
 // ---------------------------------------------------------------------------------------------
 // NSS cmsutil
 
-/// A fresh NSS cert DB (no password) holding the test CA, trusted for e-mail (`,C,`: without
-/// the middle C, cmsutil reports SigningCertNotTrusted). The signer's certificate comes with
-/// the signature.
-fn nss_db(token: &TestToken) -> PathBuf {
-    let certutil = require("certutil", "libnss3-tools");
-    let dir = token.path("nssdb");
-    std::fs::create_dir(&dir).unwrap();
-    let db = format!("sql:{}", path_str(&dir));
-    run_ok(Command::new(&certutil).args(["-N", "--empty-password", "-d", &db]));
-    run_ok(
-        Command::new(&certutil)
-            .args(["-A", "-d", &db, "-n", "p11smime test CA", "-t", ",C,", "-i"])
-            .arg(fixture("ca.pem")),
-    );
-    dir
-}
-
-/// `cmsutil -D -d sql:DB [-c CONTENT] -i INPUT EXTRA`.
-fn cmsutil_decode(db: &Path, input: &Path, content: Option<&Path>, extra: &[&str]) -> Output {
-    let cmsutil = require("cmsutil", "libnss3-tools");
-    let mut cmd = Command::new(cmsutil);
-    cmd.arg("-D").arg("-d").arg(format!("sql:{}", path_str(db)));
-    if let Some(c) = content {
-        cmd.arg("-c").arg(c);
-    }
-    cmd.arg("-i").arg(input).args(extra);
-    cmd.output().unwrap()
-}
-
-fn nss_report(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// A fresh NSS cert DB (no password) holding the test CA, trusted for e-mail. The signer's
+/// certificate comes with the signature.
+fn nss_db(token: &TestToken) -> NssDb {
+    let db = NssDb::create(&token.path("nssdb"), None);
+    db.trust_test_ca();
+    db
 }
 
 /// cmsutil's verdict on a signed message: the exit code without `-h` (0 only for a good
 /// signature from a trusted signer; the content on stdout must be `expected`), and the status
 /// line with `-h 0` (`signer0.status=GoodSignature`, signer "Alice Tester").
-fn assert_nss_good(db: &Path, input: &Path, content: Option<&Path>, expected: &[u8], what: &str) {
+fn assert_nss_good(db: &NssDb, input: &Path, content: Option<&Path>, expected: &[u8], what: &str) {
     let plain = cmsutil_decode(db, input, content, &[]);
     assert_eq!(
         plain.status.code(),
         Some(0),
         "{what}: cmsutil -D failed: {}",
-        nss_report(&plain)
+        report(&plain)
     );
     assert!(
         plain.stdout == expected,
         "{what}: cmsutil -D printed other content: {}",
-        nss_report(&plain)
+        report(&plain)
     );
     let headers = cmsutil_decode(db, input, content, &["-h", "0"]);
     let text = String::from_utf8_lossy(&headers.stdout);
@@ -597,26 +345,26 @@ fn assert_nss_good(db: &Path, input: &Path, content: Option<&Path>, expected: &[
         text.contains("type=signedData; nsigners=1;")
             && text.contains("signer0.id=\"Alice Tester\"; signer0.status=GoodSignature;"),
         "{what}: cmsutil -D -h 0 did not report a good signature by Alice Tester: {}",
-        nss_report(&headers)
+        report(&headers)
     );
 }
 
 /// cmsutil must not call it good: exit non-zero and `signer 0 status = <status>` on stderr
 /// without `-h`, and `signer0.status=<status>` with `-h 0` (which exits 0 regardless).
-fn assert_nss_bad(db: &Path, input: &Path, content: Option<&Path>, status: &str, what: &str) {
+fn assert_nss_bad(db: &NssDb, input: &Path, content: Option<&Path>, status: &str, what: &str) {
     let plain = cmsutil_decode(db, input, content, &[]);
-    let report = nss_report(&plain);
-    assert_ne!(plain.status.code(), Some(0), "{what}: {report}");
+    let rep = report(&plain);
+    assert_ne!(plain.status.code(), Some(0), "{what}: {rep}");
     assert!(
         String::from_utf8_lossy(&plain.stderr).contains(&format!("signer 0 status = {status}")),
-        "{what}: expected status {status}: {report}"
+        "{what}: expected status {status}: {rep}"
     );
     let headers = cmsutil_decode(db, input, content, &["-h", "0"]);
     let text = String::from_utf8_lossy(&headers.stdout);
     assert!(
         !text.contains("GoodSignature") && text.contains(&format!("signer0.status={status};")),
         "{what}: cmsutil -D -h 0: {}",
-        nss_report(&headers)
+        report(&headers)
     );
 }
 
@@ -631,8 +379,7 @@ fn nss_verifies_opaque_signed_data() {
     let p7m = sign(&token, "opaque.p7m", &["--opaque", "--outform", "der"]);
     assert_nss_good(&db, &p7m, None, &entity, "NSS: opaque");
 
-    let bad = write(
-        &token,
+    let bad = token.write(
         "opaque-altered.p7m",
         &altered(&std::fs::read(&p7m).unwrap()),
     );
@@ -652,8 +399,8 @@ fn nss_verifies_multipart_signed_and_detached_der() {
     let msg = std::fs::read(sign(&token, "signed.eml", &[])).unwrap();
     let (content, sig) = split_multipart_signed(&msg);
     assert_transport_safe(&content);
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "embedded.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("embedded.p7s", &sig);
     assert_nss_good(
         &db,
         &sig_file,
@@ -671,7 +418,7 @@ fn nss_verifies_multipart_signed_and_detached_der() {
         "NSS: --outform der detached",
     );
 
-    let bad = write(&token, "content-altered.txt", &altered(&content));
+    let bad = token.write("content-altered.txt", &altered(&content));
     assert_nss_bad(
         &db,
         &p7s,
@@ -698,8 +445,8 @@ fn nss_verifies_rsa_pss() {
         contains(&sig, OID_RSASSA_PSS),
         "--pss did not give an rsassaPss signature"
     );
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "pss.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("pss.p7s", &sig);
     assert_nss_good(
         &db,
         &sig_file,
@@ -715,7 +462,7 @@ fn nss_verifies_rsa_pss() {
     );
     assert_nss_good(&db, &p7m, None, &content, "NSS: RSA-PSS opaque");
 
-    let bad = write(&token, "content-altered.txt", &altered(&content));
+    let bad = token.write("content-altered.txt", &altered(&content));
     assert_nss_bad(
         &db,
         &sig_file,
@@ -723,7 +470,7 @@ fn nss_verifies_rsa_pss() {
         "DigestMismatch",
         "NSS: RSA-PSS, altered content",
     );
-    let bad_sig = write(&token, "pss-badsig.p7s", &with_flipped_signature(&sig));
+    let bad_sig = token.write("pss-badsig.p7s", &with_flipped_signature(&sig));
     assert_nss_bad(
         &db,
         &bad_sig,
@@ -739,8 +486,8 @@ fn nss_verifies_sha512() {
     let db = nss_db(&token);
     let msg = std::fs::read(sign(&token, "sha512.eml", &["--digest", "sha512"])).unwrap();
     let (content, sig) = split_multipart_signed(&msg);
-    let content_file = write(&token, "content.txt", &content);
-    let sig_file = write(&token, "sha512.p7s", &sig);
+    let content_file = token.write("content.txt", &content);
+    let sig_file = token.write("sha512.p7s", &sig);
     assert_nss_good(
         &db,
         &sig_file,

@@ -22,13 +22,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::loopback::{ServerProcess, accepts, free_port};
+use common::pki::{Ca, cms_sign, ec_key, openssl};
+use common::verdict::{Verdict, verify};
 use common::*;
 
-use serde_json::Value;
 use std::fs::OpenOptions;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What the signers sign (openssl text mode makes it CRLF).
@@ -43,23 +44,9 @@ const UNAUTHORISED: &str =
 // ---------------------------------------------------------------------------------------------
 // The responder
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(loopback(0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200)).is_ok()
-}
-
 /// `openssl ocsp` as a responder; killed when dropped.
 struct Responder {
-    child: Option<Child>,
+    process: ServerProcess,
     /// Its stdout and stderr, appended to by every responder of a setup.
     log: PathBuf,
 }
@@ -135,7 +122,7 @@ impl Responder {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let mut responder = Responder {
-            child: Some(child),
+            process: ServerProcess::new(child),
             log: log.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -143,14 +130,7 @@ impl Responder {
             if responder.log().matches("ACCEPT").count() > before {
                 return Some(responder);
             }
-            if responder
-                .child
-                .as_mut()
-                .unwrap()
-                .try_wait()
-                .unwrap()
-                .is_some()
-            {
+            if responder.process.exited() {
                 eprintln!("{cmd:?} exited: {}", responder.log());
                 return None;
             }
@@ -174,143 +154,14 @@ impl Responder {
 
     /// Kills it; afterwards the port refuses connections.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The PKI
 
-fn openssl() -> Command {
-    Command::new(require("openssl", "openssl"))
-}
-
-fn ec_key(path: &Path) {
-    run_ok(
-        openssl()
-            .args(["genpkey", "-algorithm", "EC"])
-            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
-            .arg(path),
-    );
-}
-
-/// A CA with its own `openssl ca` database, configuration and key.
-struct Ca {
-    dir: PathBuf,
-    name: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
 impl Ca {
-    /// `openssl req` configuration: subjects come from `-subj`, extensions from `[root]`.
-    const REQ_CNF: &str = "[req]\n\
-                           distinguished_name = dn\n\
-                           prompt = no\n\
-                           [dn]\n\
-                           CN = placeholder\n\
-                           [root]\n\
-                           basicConstraints = critical, CA:TRUE\n\
-                           keyUsage = critical, keyCertSign, cRLSign\n\
-                           subjectKeyIdentifier = hash\n";
-
-    /// A self-signed root `subject` in `base/name/`.
-    fn root(base: &Path, name: &str, subject: &str) -> Ca {
-        let dir = base.join(name);
-        std::fs::create_dir_all(dir.join("certs")).unwrap();
-        std::fs::write(dir.join("index.txt"), "").unwrap();
-        std::fs::write(dir.join("serial"), "1000\n").unwrap();
-        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-        std::fs::write(dir.join("req.cnf"), Self::REQ_CNF).unwrap();
-        let d = path_str(&dir);
-        std::fs::write(
-            dir.join("ca.cnf"),
-            format!(
-                "[ca]\n\
-                 default_ca = tca\n\
-                 [tca]\n\
-                 database = {d}/index.txt\n\
-                 new_certs_dir = {d}/certs\n\
-                 serial = {d}/serial\n\
-                 crlnumber = {d}/crlnumber\n\
-                 certificate = {d}/ca.pem\n\
-                 private_key = {d}/ca.key.pem\n\
-                 default_md = sha256\n\
-                 default_days = 30\n\
-                 default_crl_days = 7\n\
-                 policy = any\n\
-                 unique_subject = no\n\
-                 copy_extensions = none\n\
-                 [any]\n\
-                 organizationName = optional\n\
-                 commonName = supplied\n\
-                 emailAddress = optional\n"
-            ),
-        )
-        .unwrap();
-        let ca = Ca {
-            cert: dir.join("ca.pem"),
-            key: dir.join("ca.key.pem"),
-            name: name.to_string(),
-            dir,
-        };
-        ec_key(&ca.key);
-        run_ok(
-            openssl()
-                .args(["req", "-x509", "-new", "-config"])
-                .arg(ca.dir.join("req.cnf"))
-                .args(["-extensions", "root", "-days", "30", "-subj", subject])
-                .arg("-key")
-                .arg(&ca.key)
-                .arg("-out")
-                .arg(&ca.cert),
-        );
-        ca
-    }
-
-    /// A certificate for `subject` on a new key, with the extensions `ext` (one section),
-    /// issued by `openssl ca` (with `extra` options). Returns (certificate, key).
-    fn issue(&self, name: &str, subject: &str, ext: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
-        let key = self.dir.join(format!("{name}.key.pem"));
-        let csr = self.dir.join(format!("{name}.csr"));
-        let cert = self.dir.join(format!("{name}.pem"));
-        let extfile = self.dir.join(format!("{name}.ext"));
-        std::fs::write(&extfile, format!("[ext]\n{ext}")).unwrap();
-        ec_key(&key);
-        run_ok(
-            openssl()
-                .args(["req", "-new", "-config"])
-                .arg(self.dir.join("req.cnf"))
-                .args(["-subj", subject, "-key"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-notext", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .arg("-extfile")
-                .arg(&extfile)
-                .args(["-extensions", "ext"])
-                .args(extra)
-                .arg("-in")
-                .arg(&csr)
-                .arg("-out")
-                .arg(&cert),
-        );
-        (cert, key)
-    }
-
     /// The extensions of a signing certificate for `email` whose OCSP responder is
     /// `ocsp_url` (no CRL distribution point).
     fn signer_ext(email: &str, ocsp_url: &str) -> String {
@@ -352,53 +203,10 @@ impl Ca {
         )
     }
 
-    /// `openssl ca -revoke`.
-    fn revoke(&self, cert: &Path) {
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .args(["-crl_reason", "keyCompromise", "-revoke"])
-                .arg(cert),
-        );
-    }
-
-    /// `openssl ca -gencrl`: the PEM CRL in the CA's directory.
-    fn gencrl(&self) -> PathBuf {
-        let pem = self.dir.join(format!("{}.crl.pem", self.name));
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-gencrl", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .arg("-out")
-                .arg(&pem),
-        );
-        pem
-    }
-
     /// Its certificate and key, for `-rsigner`/`-rkey`.
     fn pair(&self) -> (PathBuf, PathBuf) {
         (self.cert.clone(), self.key.clone())
     }
-}
-
-/// `openssl cms -sign` of ENTITY by `signer` as a multipart/signed message `name`.
-fn sign(dir: &Path, name: &str, signer: &(PathBuf, PathBuf)) -> PathBuf {
-    let entity = dir.join("entity.txt");
-    std::fs::write(&entity, ENTITY).unwrap();
-    let out = dir.join(name);
-    run_ok(
-        openssl()
-            .args(["cms", "-sign", "-signer"])
-            .arg(&signer.0)
-            .arg("-inkey")
-            .arg(&signer.1)
-            .arg("-in")
-            .arg(&entity)
-            .arg("-out")
-            .arg(&out),
-    );
-    out
 }
 
 /// The usual setup: the CA "ca", a good and a revoked signer whose responder is
@@ -423,8 +231,8 @@ impl Setup {
             let good = ca.signer("good", "good@example.test", &url);
             let revoked = ca.signer("revoked", "revoked@example.test", &url);
             ca.revoke(&revoked.0);
-            let good_msg = sign(work.path(), "good.eml", &good);
-            let revoked_msg = sign(work.path(), "revoked.eml", &revoked);
+            let good_msg = cms_sign(work.path(), "good.eml", ENTITY, &good, &[]);
+            let revoked_msg = cms_sign(work.path(), "revoked.eml", ENTITY, &revoked, &[]);
             let log = work.path().join("ocsp.log");
             // The port was taken meanwhile: everything again, on another one.
             let Some(responder) = Responder::start(&ca, port, &ca.pair(), &[], &log) else {
@@ -462,124 +270,11 @@ impl Setup {
 // ---------------------------------------------------------------------------------------------
 // p11smime verify and its verdict
 
-/// One `p11smime verify --json --no-system-ca --ca CA EXTRA -o OUT INPUT` run.
-struct Verdict {
-    what: String,
-    out: Output,
-    json: Value,
-    /// What `-o` wrote (`None`: no file).
-    written: Option<Vec<u8>>,
-}
-
-fn verify(msg: &Path, ca: &Path, extra: &[&str]) -> Verdict {
-    let out_file = PathBuf::from(format!("{}.verified", msg.display()));
-    let _ = std::fs::remove_file(&out_file);
-    let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11smime"));
-    cmd.env_remove("P11SMIME_MODULE")
-        .env_remove("P11SMIME_TOKEN")
-        .stdin(Stdio::null());
-    // ureq honours the proxy variables; the loopback responder must be reached directly.
-    for var in [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .args(["verify", "--json", "--no-system-ca", "--ca"])
-        .arg(ca)
-        .args(extra)
-        .arg("-o")
-        .arg(&out_file)
-        .arg(msg)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    let what = format!(
-        "verify {} {extra:?}",
-        msg.file_name().unwrap().to_string_lossy()
-    );
-    eprintln!("{what}: exit {:?} in {elapsed:?}", out.status.code());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{what}: panicked: {stderr}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(8),
-        "{what}: took {elapsed:?} on loopback"
-    );
-    let json = if out.stdout.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{what}: stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    };
-    let written = std::fs::read(&out_file).ok();
-    Verdict {
-        what,
-        out,
-        json,
-        written,
-    }
-}
-
 impl Verdict {
-    fn report(&self) -> String {
-        format!(
-            "{}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.out.status.code(),
-            String::from_utf8_lossy(&self.out.stdout),
-            String::from_utf8_lossy(&self.out.stderr)
-        )
-    }
-
-    /// The one signer.
-    fn signer(&self) -> &Value {
-        let signers = self.json["signers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no signers array: {}", self.report()));
-        assert_eq!(signers.len(), 1, "{}", self.report());
-        &signers[0]
-    }
-
-    /// The signer's `revocation` field.
-    fn revocation(&self) -> &str {
-        self.signer()["revocation"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no revocation field: {}", self.report()))
-    }
-
     /// Exit 0, all good, a valid and trusted signer without a problem, the signed text
     /// written by `-o`. Returns the `revocation` field.
     fn good(&self) -> &str {
-        let r = self.report();
-        assert_eq!(self.out.status.code(), Some(0), "{r}");
-        assert_eq!(self.json["all_good"], Value::Bool(true), "{r}");
-        let s = self.signer();
-        assert_eq!(s["signature_valid"], Value::Bool(true), "{r}");
-        assert_eq!(s["trusted"], Value::Bool(true), "{r}");
-        assert_eq!(s["problem"], Value::Null, "{r}");
-        let written = self
-            .written
-            .as_deref()
-            .unwrap_or_else(|| panic!("-o wrote nothing: {r}"));
-        assert!(
-            contains(written, b"A message about OCSP.\r\n"),
-            "{r}\n-o wrote {:?}",
-            String::from_utf8_lossy(written)
-        );
-        self.revocation()
+        self.good_with(b"A message about OCSP.\r\n")
     }
 
     /// Good, and the revocation status unknown: the field starts with "unknown: " and
@@ -594,32 +289,6 @@ impl Verdict {
                 self.report()
             );
         }
-    }
-
-    /// Exit 7, not all good, a valid signature by an untrusted signer whose problem contains
-    /// `problem` (also on stderr), no revocation verdict, and nothing written by `-o`.
-    fn bad(&self, problem: &str) -> &str {
-        let r = self.report();
-        assert_eq!(self.out.status.code(), Some(7), "{r}");
-        assert_eq!(self.json["all_good"], Value::Bool(false), "{r}");
-        let s = self.signer();
-        assert_eq!(s["signature_valid"], Value::Bool(true), "{r}");
-        assert_eq!(s["trusted"], Value::Bool(false), "{r}");
-        assert!(
-            s["problem"].as_str().is_some_and(|p| p.contains(problem)),
-            "{r}\nexpected the problem {problem:?}"
-        );
-        assert_eq!(s["revocation"], Value::Null, "{r}");
-        assert!(
-            String::from_utf8_lossy(&self.out.stderr).contains(problem),
-            "{r}"
-        );
-        assert!(
-            self.written.is_none(),
-            "{r}\n-o wrote {:?} for a message that is not all good",
-            self.written
-        );
-        s["problem"].as_str().unwrap()
     }
 }
 
@@ -794,7 +463,7 @@ fn offline_asks_nothing() {
 #[test]
 fn ocsp_and_a_crl_file() {
     let s = Setup::new();
-    let crl = s.ca.gencrl();
+    let (_, crl) = s.ca.gencrl(&s.ca.dir, &[]);
     let crl = path_str(&crl);
     for mode in ["soft", "hard"] {
         let args = ["--crl", crl, "--revocation", mode];
@@ -857,7 +526,7 @@ fn responder_does_not_know_the_certificate() {
             .args(["-extensions", "ext", "-out"])
             .arg(&cert),
     );
-    let msg = sign(dir, "stranger.eml", &(cert, key));
+    let msg = cms_sign(dir, "stranger.eml", ENTITY, &(cert, key), &[]);
     s.verify(&msg, &[])
         .good_but_unknown(&[&s.url(), "the responder does not know the certificate"]);
     s.verify(&msg, &["--revocation", "hard"]).bad(UNKNOWN_HARD);

@@ -20,12 +20,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::loopback::{ServerProcess, accepts, free_port};
+use common::pki::{Ca, cms_sign};
+use common::verdict::{Verdict, verify};
 use common::*;
 
-use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What the signers sign (openssl text mode makes it CRLF).
@@ -39,23 +40,9 @@ const NOT_REVOKED: &str = "not revoked (CRL)";
 
 /// `python3 -m http.server` on 127.0.0.1, serving a directory; killed when dropped.
 struct HttpServer {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
     log: PathBuf,
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(loopback(0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200)).is_ok()
 }
 
 impl HttpServer {
@@ -75,7 +62,7 @@ impl HttpServer {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start python3 -m http.server: {e}"));
             let mut server = HttpServer {
-                child: Some(child),
+                process: ServerProcess::new(child),
                 port,
                 log: log.to_path_buf(),
             };
@@ -84,8 +71,7 @@ impl HttpServer {
                 if accepts(port) {
                     return server;
                 }
-                let exited = server.child.as_mut().unwrap().try_wait().unwrap();
-                if exited.is_some() {
+                if server.process.exited() {
                     break; // most likely the port was taken meanwhile: another one
                 }
                 assert!(
@@ -113,147 +99,14 @@ impl HttpServer {
 
     /// Kills it; afterwards the port refuses connections.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The PKI
 
-fn openssl() -> Command {
-    Command::new("openssl")
-}
-
-fn ec_key(path: &Path) {
-    run_ok(
-        openssl()
-            .args(["genpkey", "-algorithm", "EC"])
-            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
-            .arg(path),
-    );
-}
-
-/// A CA with its own `openssl ca` database, configuration and key.
-struct Ca {
-    dir: PathBuf,
-    name: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
 impl Ca {
-    /// `openssl req` configuration: subjects come from `-subj`, extensions from `[root]`.
-    const REQ_CNF: &str = "[req]\n\
-                           distinguished_name = dn\n\
-                           prompt = no\n\
-                           [dn]\n\
-                           CN = placeholder\n\
-                           [root]\n\
-                           basicConstraints = critical, CA:TRUE\n\
-                           keyUsage = critical, keyCertSign, cRLSign\n\
-                           subjectKeyIdentifier = hash\n";
-
-    /// A self-signed root `subject` in `base/name/`.
-    fn root(base: &Path, name: &str, subject: &str) -> Ca {
-        let ca = Ca::empty(base, name);
-        ec_key(&ca.key);
-        run_ok(
-            openssl()
-                .args(["req", "-x509", "-new", "-config"])
-                .arg(ca.dir.join("req.cnf"))
-                .args(["-extensions", "root", "-days", "30", "-subj", subject])
-                .arg("-key")
-                .arg(&ca.key)
-                .arg("-out")
-                .arg(&ca.cert),
-        );
-        ca
-    }
-
-    /// The directory, database and configuration of a CA whose key and certificate are yet
-    /// to be made.
-    fn empty(base: &Path, name: &str) -> Ca {
-        let dir = base.join(name);
-        std::fs::create_dir_all(dir.join("certs")).unwrap();
-        std::fs::write(dir.join("index.txt"), "").unwrap();
-        std::fs::write(dir.join("serial"), "1000\n").unwrap();
-        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-        std::fs::write(dir.join("req.cnf"), Self::REQ_CNF).unwrap();
-        let d = path_str(&dir);
-        std::fs::write(
-            dir.join("ca.cnf"),
-            format!(
-                "[ca]\n\
-                 default_ca = tca\n\
-                 [tca]\n\
-                 database = {d}/index.txt\n\
-                 new_certs_dir = {d}/certs\n\
-                 serial = {d}/serial\n\
-                 crlnumber = {d}/crlnumber\n\
-                 certificate = {d}/ca.pem\n\
-                 private_key = {d}/ca.key.pem\n\
-                 default_md = sha256\n\
-                 default_days = 30\n\
-                 default_crl_days = 7\n\
-                 policy = any\n\
-                 unique_subject = no\n\
-                 copy_extensions = none\n\
-                 [any]\n\
-                 organizationName = optional\n\
-                 commonName = supplied\n\
-                 emailAddress = optional\n"
-            ),
-        )
-        .unwrap();
-        Ca {
-            cert: dir.join("ca.pem"),
-            key: dir.join("ca.key.pem"),
-            name: name.to_string(),
-            dir,
-        }
-    }
-
-    /// A certificate for `subject` on a new key, with the extensions `ext` (one section),
-    /// issued by `openssl ca`. Returns (certificate, key).
-    fn issue(&self, name: &str, subject: &str, ext: &str) -> (PathBuf, PathBuf) {
-        let key = self.dir.join(format!("{name}.key.pem"));
-        let csr = self.dir.join(format!("{name}.csr"));
-        let cert = self.dir.join(format!("{name}.pem"));
-        let extfile = self.dir.join(format!("{name}.ext"));
-        std::fs::write(&extfile, format!("[ext]\n{ext}")).unwrap();
-        ec_key(&key);
-        run_ok(
-            openssl()
-                .args(["req", "-new", "-config"])
-                .arg(self.dir.join("req.cnf"))
-                .args(["-subj", subject, "-key"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-notext", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .arg("-extfile")
-                .arg(&extfile)
-                .args(["-extensions", "ext", "-in"])
-                .arg(&csr)
-                .arg("-out")
-                .arg(&cert),
-        );
-        (cert, key)
-    }
-
     /// A signing certificate for `email` whose CRL is at `crl_url`.
     fn signer(&self, name: &str, email: &str, crl_url: &str) -> (PathBuf, PathBuf) {
         self.issue(
@@ -268,6 +121,7 @@ impl Ca {
                  subjectAltName = email:{email}\n\
                  crlDistributionPoints = URI:{crl_url}\n"
             ),
+            &[],
         )
     }
 
@@ -284,67 +138,13 @@ impl Ca {
                  authorityKeyIdentifier = keyid\n\
                  crlDistributionPoints = URI:{crl_url}\n"
             ),
+            &[],
         );
         let ca = Ca::empty(base, name);
         std::fs::copy(cert, &ca.cert).unwrap();
         std::fs::copy(key, &ca.key).unwrap();
         ca
     }
-
-    /// `openssl ca -revoke`.
-    fn revoke(&self, cert: &Path) {
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .args(["-crl_reason", "keyCompromise", "-revoke"])
-                .arg(cert),
-        );
-    }
-
-    /// `openssl ca -gencrl` (with `extra` options): the PEM CRL in the CA's directory, and its
-    /// DER (`openssl crl -outform DER`) as `www/NAME.crl`. Returns (DER, PEM).
-    fn gencrl(&self, www: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
-        let pem = self.dir.join(format!("{}.crl.pem", self.name));
-        let der = www.join(format!("{}.crl", self.name));
-        run_ok(
-            openssl()
-                .args(["ca", "-batch", "-gencrl", "-config"])
-                .arg(self.dir.join("ca.cnf"))
-                .args(extra)
-                .arg("-out")
-                .arg(&pem),
-        );
-        run_ok(
-            openssl()
-                .args(["crl", "-outform", "DER", "-in"])
-                .arg(&pem)
-                .arg("-out")
-                .arg(&der),
-        );
-        (der, pem)
-    }
-}
-
-/// `openssl cms -sign` of ENTITY by `signer` (with `extra` options, e.g. `-certfile`) as a
-/// multipart/signed message `name`.
-fn sign(dir: &Path, name: &str, signer: &(PathBuf, PathBuf), extra: &[&str]) -> PathBuf {
-    let entity = dir.join("entity.txt");
-    std::fs::write(&entity, ENTITY).unwrap();
-    let out = dir.join(name);
-    run_ok(
-        openssl()
-            .args(["cms", "-sign", "-signer"])
-            .arg(&signer.0)
-            .arg("-inkey")
-            .arg(&signer.1)
-            .args(extra)
-            .arg("-in")
-            .arg(&entity)
-            .arg("-out")
-            .arg(&out),
-    );
-    out
 }
 
 /// The usual setup: the server up on `www/`, the root CA "ca" publishing `www/ca.crl`, a good
@@ -376,8 +176,8 @@ impl Setup {
         let revoked = ca.signer("revoked", "revoked@example.test", &url);
         ca.revoke(&revoked.0);
         let (crl_der, crl_pem) = ca.gencrl(&www, &[]);
-        let good_msg = sign(work.path(), "good.eml", &good, &[]);
-        let revoked_msg = sign(work.path(), "revoked.eml", &revoked, &[]);
+        let good_msg = cms_sign(work.path(), "good.eml", ENTITY, &good, &[]);
+        let revoked_msg = cms_sign(work.path(), "revoked.eml", ENTITY, &revoked, &[]);
         eprintln!("setup took {:?}", started.elapsed());
         Setup {
             work,
@@ -398,149 +198,11 @@ impl Setup {
 // ---------------------------------------------------------------------------------------------
 // p11smime verify and its verdict
 
-/// One `p11smime verify --json --no-system-ca --ca CA EXTRA -o OUT INPUT` run.
-struct Verdict {
-    what: String,
-    out: Output,
-    json: Value,
-    /// What `-o` wrote (`None`: no file).
-    written: Option<Vec<u8>>,
-}
-
-fn verify(msg: &Path, ca: &Path, extra: &[&str]) -> Verdict {
-    let out_file = PathBuf::from(format!("{}.verified", msg.display()));
-    let _ = std::fs::remove_file(&out_file);
-    let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11smime"));
-    cmd.env_remove("P11SMIME_MODULE")
-        .env_remove("P11SMIME_TOKEN")
-        .stdin(Stdio::null());
-    // ureq honours the proxy variables; the loopback server must be reached directly.
-    for var in [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .args(["verify", "--json", "--no-system-ca", "--ca"])
-        .arg(ca)
-        .args(extra)
-        .arg("-o")
-        .arg(&out_file)
-        .arg(msg)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    let what = format!(
-        "verify {} {extra:?}",
-        msg.file_name().unwrap().to_string_lossy()
-    );
-    eprintln!("{what}: exit {:?} in {elapsed:?}", out.status.code());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{what}: panicked: {stderr}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(8),
-        "{what}: took {elapsed:?} on loopback"
-    );
-    let json = if out.stdout.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{what}: stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    };
-    let written = std::fs::read(&out_file).ok();
-    Verdict {
-        what,
-        out,
-        json,
-        written,
-    }
-}
-
 impl Verdict {
-    fn report(&self) -> String {
-        format!(
-            "{}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.out.status.code(),
-            String::from_utf8_lossy(&self.out.stdout),
-            String::from_utf8_lossy(&self.out.stderr)
-        )
-    }
-
-    /// The one signer.
-    fn signer(&self) -> &Value {
-        let signers = self.json["signers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no signers array: {}", self.report()));
-        assert_eq!(signers.len(), 1, "{}", self.report());
-        &signers[0]
-    }
-
-    /// The signer's `revocation` field.
-    fn revocation(&self) -> &str {
-        self.signer()["revocation"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no revocation field: {}", self.report()))
-    }
-
     /// Exit 0, all good, a valid and trusted signer without a problem, the signed text
     /// written by `-o`. Returns the `revocation` field.
     fn good(&self) -> &str {
-        let r = self.report();
-        assert_eq!(self.out.status.code(), Some(0), "{r}");
-        assert_eq!(self.json["all_good"], Value::Bool(true), "{r}");
-        let s = self.signer();
-        assert_eq!(s["signature_valid"], Value::Bool(true), "{r}");
-        assert_eq!(s["trusted"], Value::Bool(true), "{r}");
-        assert_eq!(s["problem"], Value::Null, "{r}");
-        let written = self
-            .written
-            .as_deref()
-            .unwrap_or_else(|| panic!("-o wrote nothing: {r}"));
-        assert!(
-            contains(written, b"A message about revocation.\r\n"),
-            "{r}\n-o wrote {:?}",
-            String::from_utf8_lossy(written)
-        );
-        self.revocation()
-    }
-
-    /// Exit 7, not all good, a valid signature by an untrusted signer whose problem contains
-    /// `problem` (also on stderr), no revocation verdict, and nothing written by `-o`.
-    fn bad(&self, problem: &str) {
-        let r = self.report();
-        assert_eq!(self.out.status.code(), Some(7), "{r}");
-        assert_eq!(self.json["all_good"], Value::Bool(false), "{r}");
-        let s = self.signer();
-        assert_eq!(s["signature_valid"], Value::Bool(true), "{r}");
-        assert_eq!(s["trusted"], Value::Bool(false), "{r}");
-        assert!(
-            s["problem"].as_str().is_some_and(|p| p.contains(problem)),
-            "{r}\nexpected the problem {problem:?}"
-        );
-        assert_eq!(s["revocation"], Value::Null, "{r}");
-        assert!(
-            String::from_utf8_lossy(&self.out.stderr).contains(problem),
-            "{r}"
-        );
-        assert!(
-            self.written.is_none(),
-            "{r}\n-o wrote {:?} for a message that is not all good",
-            self.written
-        );
+        self.good_with(b"A message about revocation.\r\n")
     }
 }
 
@@ -718,15 +380,17 @@ fn revoked_intermediate() {
     let (inter_crl, _) = inter.gencrl(&www, &[]);
     good_inter.gencrl(&www, &[]);
     let certfile = |ca: &Ca| path_str(&ca.cert).to_string();
-    let msg = sign(
+    let msg = cms_sign(
         work.path(),
         "leaf.eml",
+        ENTITY,
         &leaf,
         &["-certfile", &certfile(&inter)],
     );
-    let msg2 = sign(
+    let msg2 = cms_sign(
         work.path(),
         "leaf2.eml",
+        ENTITY,
         &leaf2,
         &["-certfile", &certfile(&good_inter)],
     );

@@ -36,6 +36,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::gpgsm::Gpgsm;
+use common::nss::NssDb;
+use common::pki;
 use common::*;
 
 use mail_parser::{MessageParser, MimeHeaders};
@@ -43,7 +46,6 @@ use serde_json::Value;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 /// The MIME entity the peers sign: LF line endings, UTF-8 text in quoted-printable (with a
 /// soft line break), and a body line starting with "From ".
@@ -315,14 +317,10 @@ fn norm_serial(s: &str) -> String {
     s.to_ascii_uppercase().trim_start_matches('0').to_string()
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// A copy of `file` with one byte of the signed text changed ("peer" -> "Peer").
 fn altered(work: &Work, file: &Path, name: &str) -> PathBuf {
     let mut bytes = std::fs::read(file).unwrap();
-    let at = find(&bytes, b"From the peer").expect("the signed text is not in the clear") + 9;
+    let at = find(&bytes, b"From the peer", 0).expect("the signed text is not in the clear") + 9;
     bytes[at] = b'P';
     work.write(name, &bytes)
 }
@@ -488,18 +486,7 @@ impl Pki {
 
     fn ec_key(&self, name: &str) -> PathBuf {
         let key = self.dir.join(format!("{name}.key.pem"));
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-out",
-                ])
-                .arg(&key),
-        );
+        pki::ec_key(&key);
         key
     }
 
@@ -1118,141 +1105,25 @@ fn encrypted_message_says_decrypt_first() {
 // ---------------------------------------------------------------------------------------------
 // gpgsm
 
-/// Live gpg-agent processes started for `home` (Linux /proc; empty elsewhere). A killed agent
-/// left as a zombie has an empty cmdline and is not counted.
-fn agents_for(home: &Path) -> Vec<u32> {
-    let home = home.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let mut args = cmdline.split(|b| *b == 0);
-            args.next().is_some_and(|a| a.ends_with(b"gpg-agent")) && args.any(|a| a == home)
-        })
-        .collect()
-}
-
 /// A temporary GNUPGHOME trusting the test CA, with alice-sign imported as a secret key from
-/// a PKCS#12 (passphrase "x"). Dropping it runs `gpgconf --kill all` and waits for the agent.
-struct Gpgsm {
-    gpgsm: PathBuf,
-    gpgconf: PathBuf,
-    home: tempfile::TempDir,
-    stopped: bool,
+/// a PKCS#12 (passphrase "x").
+fn gpgsm_for_alice(work: &Work) -> Gpgsm {
+    Gpgsm::new(&[]).with_secret_key(work.dir.path(), "alice-sign.pem", "alice-sign.key.pem", "x")
 }
 
 impl Gpgsm {
-    fn new(work: &Work) -> Self {
-        let gpgsm = require("gpgsm", "gpgsm");
-        let gpgconf = require("gpgconf", "gpgconf");
-        // Short: the agent's sockets are created in here (108-byte sun_path limit).
-        let home = tempfile::Builder::new()
-            .prefix("gsm.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let g = Gpgsm {
-            gpgsm,
-            gpgconf,
-            home,
-            stopped: false,
-        };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(g.home.path(), std::fs::Permissions::from_mode(0o700))
-                .unwrap();
-        }
-        run_ok(g.cmd().args(["--batch", "--import"]).arg(fixture("ca.pem")));
-        let fpr = run_ok(
-            Command::new("openssl")
-                .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
-                .arg(fixture("ca.pem")),
-        );
-        let fpr = String::from_utf8(fpr.stdout).unwrap();
-        let fpr = fpr
-            .trim()
-            .split_once('=')
-            .expect("fingerprint")
-            .1
-            .to_string();
-        std::fs::write(g.home.path().join("trustlist.txt"), format!("{fpr} S\n")).unwrap();
-
-        // gpgsm 2.2 reads neither OpenSSL 3's default PBES2/AES PKCS#12 nor `--passphrase`,
-        // and about one legacy-PBE file in 100 (it depends on the random salt) fails to parse
-        // although openssl reads it: a fresh file then.
-        let mut attempts = Vec::new();
-        for n in 0..10 {
-            let p12 = work.path(&format!("alice-sign-{n}.p12"));
-            run_ok(
-                Command::new("openssl")
-                    .args(["pkcs12", "-export", "-passout", "pass:x"])
-                    .args(["-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES"])
-                    .args(["-macalg", "sha1", "-inkey"])
-                    .arg(fixture("alice-sign.key.pem"))
-                    .arg("-in")
-                    .arg(fixture("alice-sign.pem"))
-                    .arg("-out")
-                    .arg(&p12),
-            );
-            let out = g.with_passphrase(&["--import", path_str(&p12)]);
-            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-            if out.status.success() && stderr.contains("secret keys imported: 1") {
-                return g;
-            }
-            let salt_quirk = stderr.contains("error parsing or decrypting the PKCS#12 file");
-            attempts.push(stderr);
-            if !salt_quirk {
-                break;
-            }
-        }
-        panic!(
-            "gpgsm --import of the PKCS#12 failed: {}",
-            attempts.join("\n---\n")
-        );
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.gpgsm);
-        cmd.env("GNUPGHOME", self.home.path());
-        cmd
-    }
-
-    /// `gpgsm --batch --pinentry-mode loopback --passphrase-fd 0 ARGS` with "x" on stdin.
-    fn with_passphrase(&self, args: &[&str]) -> Output {
-        let mut child = self
-            .cmd()
-            .args([
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-fd",
-                "0",
-            ])
-            .args(["--disable-crl-checks", "--disable-dirmngr"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"x\n").unwrap();
-        child.wait_with_output().unwrap()
-    }
-
     /// `gpgsm -u alice@example.test MODE... --output OUT INPUT`.
     fn sign(&self, mode: &[&str], input: &Path, out: &Path) {
-        let mut args = vec![
-            "--yes",
-            "-u",
-            "alice@example.test",
-            "--output",
-            path_str(out),
-        ];
-        args.extend_from_slice(mode);
-        args.push(path_str(input));
-        let o = self.with_passphrase(&args);
+        let mut cmd = self.cmd();
+        cmd.args(["--batch", "--disable-crl-checks", "--disable-dirmngr"]);
+        let o = self
+            .with_passphrase(&mut cmd)
+            .args(["--yes", "-u", "alice@example.test", "--output"])
+            .arg(out)
+            .args(mode)
+            .arg(input)
+            .output()
+            .unwrap();
         assert!(
             o.status.success() && out.exists(),
             "gpgsm {mode:?} failed: {}",
@@ -1262,22 +1133,7 @@ impl Gpgsm {
 
     /// gpgsm's own verdict must be a good, fully trusted signature by alice.
     fn assert_verifies(&self, sig: &Path, content: Option<&Path>) {
-        let mut cmd = self.cmd();
-        cmd.args([
-            "--batch",
-            "--disable-crl-checks",
-            "--disable-dirmngr",
-            "--status-fd",
-            "1",
-            "--output",
-            "/dev/null",
-            "--verify",
-        ])
-        .arg(sig);
-        if let Some(c) = content {
-            cmd.arg(c);
-        }
-        let out = cmd.output().unwrap();
+        let out = self.verify(sig, content, Some(Path::new("/dev/null")));
         let status = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success()
@@ -1287,42 +1143,6 @@ impl Gpgsm {
             sig.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-
-    fn kill_agents(&mut self) -> Vec<u32> {
-        self.stopped = true;
-        let home = self.home.path();
-        let _ = Command::new(&self.gpgconf)
-            .args(["--kill", "all"])
-            .env("GNUPGHOME", home)
-            .status();
-        for _ in 0..50 {
-            if agents_for(home).is_empty() {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left = agents_for(home);
-        for pid in &left {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        left
-    }
-
-    fn stop(mut self) {
-        let left = self.kill_agents();
-        assert!(
-            left.is_empty(),
-            "gpg-agent {left:?} outlived `gpgconf --kill all`"
-        );
-    }
-}
-
-impl Drop for Gpgsm {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.kill_agents();
-        }
     }
 }
 
@@ -1379,7 +1199,7 @@ fn multipart_mail(content: &[u8], sig: &[u8]) -> Vec<u8> {
 #[test]
 fn gpgsm_signatures_verify() {
     let w = Work::new();
-    let gpg = Gpgsm::new(&w);
+    let gpg = gpgsm_for_alice(&w);
     let entity = w.entity();
     let entity_crlf = w.entity_crlf();
     let canonical = crlf(ENTITY.as_bytes());
@@ -1425,60 +1245,22 @@ fn gpgsm_signatures_verify() {
 // NSS cmsutil
 
 /// An NSS DB with a password (in a file), alice-sign imported from a PKCS#12 by pk12util as
-/// "alice-sign", and the test CA trusted for e-mail (`,C,`). Returns (sql:DB, password file).
-fn nss_db(w: &Work) -> (String, PathBuf) {
-    let certutil = require("certutil", "libnss3-tools");
-    let pk12util = require("pk12util", "libnss3-tools");
-    let dir = w.path("nssdb");
-    std::fs::create_dir(&dir).unwrap();
-    let db = format!("sql:{}", path_str(&dir));
-    let pw = w.write("nss-password", b"db-secret\n");
+/// "alice-sign", and the test CA trusted for e-mail (`,C,`).
+fn nss_db(w: &Work) -> NssDb {
+    let db = NssDb::create(&w.path("nssdb"), Some("db-secret"));
     let p12 = w.path("alice-sign-nss.p12");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "pkcs12",
-                "-export",
-                "-passout",
-                "pass:x",
-                "-name",
-                "alice-sign",
-            ])
-            .arg("-inkey")
-            .arg(fixture("alice-sign.key.pem"))
-            .arg("-in")
-            .arg(fixture("alice-sign.pem"))
-            .arg("-out")
-            .arg(&p12),
-    );
-    run_ok(
-        Command::new(&certutil)
-            .args(["-N", "-d", &db, "-f"])
-            .arg(&pw),
-    );
-    run_ok(
-        Command::new(&pk12util)
-            .arg("-i")
-            .arg(&p12)
-            .args(["-d", &db, "-W", "x", "-k"])
-            .arg(&pw),
-    );
-    run_ok(
-        Command::new(&certutil)
-            .args(["-A", "-d", &db, "-n", "p11smime test CA", "-t", ",C,", "-f"])
-            .arg(&pw)
-            .arg("-i")
-            .arg(fixture("ca.pem")),
-    );
-    (db, pw)
+    let name = ["-name", "alice-sign"];
+    pkcs12_export(&p12, "alice-sign.pem", "alice-sign.key.pem", "x", &name);
+    db.import_p12(&p12, "x");
+    db.trust_test_ca();
+    db
 }
 
 /// `cmsutil -S -N alice-sign -Y NONE EXTRA -i INPUT -o OUT`.
-fn cmsutil_sign(db: &str, pw: &Path, extra: &[&str], input: &Path, out: &Path) {
+fn cmsutil_sign(db: &NssDb, extra: &[&str], input: &Path, out: &Path) {
     run_ok(
-        Command::new(require("cmsutil", "libnss3-tools"))
-            .args(["-S", "-N", "alice-sign", "-Y", "NONE", "-d", db, "-f"])
-            .arg(pw)
+        db.cmsutil("-S")
+            .args(["-N", "alice-sign", "-Y", "NONE"])
             .args(extra)
             .arg("-i")
             .arg(input)
@@ -1488,9 +1270,8 @@ fn cmsutil_sign(db: &str, pw: &Path, extra: &[&str], input: &Path, out: &Path) {
 }
 
 /// `cmsutil -D` must succeed (good signature, trusted signer) and give `content`.
-fn cmsutil_verifies(db: &str, msg: &Path, detached: Option<&Path>, content: &[u8]) {
-    let mut cmd = Command::new(require("cmsutil", "libnss3-tools"));
-    cmd.args(["-D", "-d", db]);
+fn cmsutil_verifies(db: &NssDb, msg: &Path, detached: Option<&Path>, content: &[u8]) {
+    let mut cmd = db.cmsutil("-D");
     if let Some(c) = detached {
         cmd.arg("-c").arg(c);
     }
@@ -1505,11 +1286,11 @@ fn cmsutil_verifies(db: &str, msg: &Path, detached: Option<&Path>, content: &[u8
 #[test]
 fn nss_cmsutil_signatures_verify() {
     let w = Work::new();
-    let (db, pw) = nss_db(&w);
+    let db = nss_db(&w);
     let entity = w.entity();
 
     let p7m = w.path("nss.p7m");
-    cmsutil_sign(&db, &pw, &["-G", "-P"], &entity, &p7m);
+    cmsutil_sign(&db, &["-G", "-P"], &entity, &p7m);
     assert_eq!(std::fs::read(&p7m).unwrap()[..2], [0x30, 0x80], "BER");
     cmsutil_verifies(&db, &p7m, None, ENTITY.as_bytes());
     let v = verify_ca(&p7m, &[]);
@@ -1526,7 +1307,7 @@ fn nss_cmsutil_signatures_verify() {
 
     // Without -G there is no signing time: trust is judged now.
     let p7m = w.path("nss-sha512.p7m");
-    cmsutil_sign(&db, &pw, &["-H", "SHA512"], &entity, &p7m);
+    cmsutil_sign(&db, &["-H", "SHA512"], &entity, &p7m);
     assert!(contains(&std::fs::read(&p7m).unwrap(), OID_SHA512));
     cmsutil_verifies(&db, &p7m, None, ENTITY.as_bytes());
     let v = verify_ca(&p7m, &[]);
@@ -1535,7 +1316,7 @@ fn nss_cmsutil_signatures_verify() {
 
     // -T: detached.
     let p7s = w.path("nss.p7s");
-    cmsutil_sign(&db, &pw, &["-T", "-G"], &entity, &p7s);
+    cmsutil_sign(&db, &["-T", "-G"], &entity, &p7s);
     assert_eq!(std::fs::read(&p7s).unwrap()[..2], [0x30, 0x80], "BER");
     cmsutil_verifies(&db, &p7s, Some(&entity), ENTITY.as_bytes());
     verify_ca(&p7s, &["--content", path_str(&entity)]).good("detached", 1, None, ENTITY.as_bytes());

@@ -7,6 +7,13 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod gpgsm;
+pub mod loopback;
+pub mod mime;
+pub mod nss;
+pub mod pki;
+pub mod verdict;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -128,6 +135,13 @@ impl TestToken {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Writes `bytes` to the scratch file `name`; returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
 }
 
 /// Runs p11smime through pkcs11-spy and returns (output, number of C_Login calls).
@@ -193,6 +207,24 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Where `needle` first occurs in `hay` at or after `from`.
+pub fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// A peer's exit code, stdout and stderr, for assertion messages.
+pub fn report(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Deterministic bytes covering every value (CR, LF, NUL, high bytes), from a xorshift.
 pub fn varied_bytes(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -234,4 +266,21 @@ pub fn openssl_encrypt(dir: &Path, plaintext: &[u8], opts: &[&str], recips: &[&s
     }
     run_ok(&mut cmd);
     out
+}
+
+/// `openssl pkcs12 -export` of the fixture certificate `cert` and key `key` to `out`, with the
+/// password `password` and extra options (e.g. the legacy PBE gpgsm needs, or `-name`).
+pub fn pkcs12_export(out: &Path, cert: &str, key: &str, password: &str, opts: &[&str]) {
+    run_ok(
+        Command::new("openssl")
+            .args(["pkcs12", "-export", "-passout"])
+            .arg(format!("pass:{password}"))
+            .args(opts)
+            .arg("-in")
+            .arg(fixture(cert))
+            .arg("-inkey")
+            .arg(fixture(key))
+            .arg("-out")
+            .arg(out),
+    );
 }
