@@ -279,3 +279,44 @@ fn large_content_is_byte_exact() {
         assert!(out.stdout == content, "large content differs for {opts:?}");
     }
 }
+
+/// Shapes gateways produce: a binary (not base64) body with another name and no smime-type,
+/// and an attachment sent as application/octet-stream whose name ends in .P7M; `inspect`
+/// recognises each too.
+#[test]
+fn binary_transfer_encoding_and_other_names() {
+    use base64::Engine;
+    let token = TestToken::new();
+    let der = std::fs::read(openssl_encrypt(
+        token.dir.path(),
+        SAMPLE,
+        &["-aes128", "-outform", "DER"],
+        &["alice-enc.pem"],
+    ))
+    .unwrap();
+    let mut binary = b"From: gateway@example.test\r\nSubject: binary\r\nMIME-Version: 1.0\r\n\
+        Content-Type: application/pkcs7-mime; name=\"mail.bin\"\r\n\
+        Content-Transfer-Encoding: binary\r\n\r\n"
+        .to_vec();
+    binary.extend_from_slice(&der);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let named = format!(
+        "From: gateway@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n\
+         --X\r\nContent-Type: application/octet-stream; name=\"Nachricht.P7M\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--X--\r\n"
+    );
+    for (name, msg) in [("binary.eml", binary), ("named.eml", named.into_bytes())] {
+        let path = token.write(name, &msg);
+        assert_plaintext(&token.decrypt(&path), SAMPLE, name);
+        let out = run_ok(&mut token.p11smime(&["inspect", path_str(&path)]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("layer 1: encrypted (envelopedData, AES-128-CBC)"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("Alice Key Management Certificate (id 02"),
+            "{name}: {text}"
+        );
+    }
+}
