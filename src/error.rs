@@ -78,6 +78,10 @@ pub enum Error {
     #[error("the token reported {rv} in {function}")]
     Pkcs11 { function: String, rv: String },
 
+    /// The smart-card service (PC/SC) or its readers: pcscd not running, no reader.
+    #[error(transparent)]
+    Reader(crate::readers::ReaderError),
+
     #[error("PIN incorrect")]
     PinIncorrect(PinFlags),
 
@@ -97,6 +101,10 @@ pub enum Error {
 
     #[error("verification failed: {0}")]
     SignatureInvalid(String),
+
+    /// A batch finished, and some of its items failed (each was reported).
+    #[error("{0}")]
+    BatchFailed(String),
 }
 
 impl Error {
@@ -110,13 +118,15 @@ impl Error {
             Error::ModuleNotFound { .. }
             | Error::ModuleLoad { .. }
             | Error::Token(_)
-            | Error::Pkcs11 { .. } => exit::TOKEN,
+            | Error::Pkcs11 { .. }
+            | Error::Reader(_) => exit::TOKEN,
             Error::PinIncorrect(_)
             | Error::PinLocked
             | Error::FinalTryRefused
             | Error::LoginFailed(_)
             | Error::PinUnavailable(_) => exit::PIN,
             Error::SignatureInvalid(_) => exit::SIGNATURE,
+            Error::BatchFailed(_) => exit::BATCH,
         }
     }
 

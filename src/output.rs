@@ -19,6 +19,12 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        Self::create_in(dir, target)
+    }
+
+    /// Creates the temporary file in `dir` (on the target's file system), as Maildir delivery
+    /// wants it: written in tmp/, renamed into cur/ or new/ when complete.
+    pub fn create_in(dir: &Path, target: &Path) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix(".p11smime-")
             .suffix(".part")

@@ -173,6 +173,12 @@ pub fn layer(input: &[u8]) -> Layer {
     }
 }
 
+/// True when `input` carries encrypted S/MIME anywhere `decrypt` would find it (a message body,
+/// an smime.p7m attachment, or a bare CMS object).
+pub fn has_encrypted_part(input: &[u8]) -> bool {
+    find_cms(input).is_ok_and(|f| cms_layer(&f.cms) == Layer::Encrypted)
+}
+
 fn cms_layer(cms: &[u8]) -> Layer {
     use crate::cms::oids;
     match crate::cms::envelope::content_info(cms) {

@@ -6,7 +6,7 @@ use crate::cms::{self, DecryptReport, KeyChoice};
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};
 use crate::mime::detect::{self, InputForm};
-use crate::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use crate::token::{KeySelector, LoginOptions, Module, Token, TokenSelector};
 use std::io::Write;
 
 /// What a decryption found and used.
@@ -37,58 +37,104 @@ pub fn decrypt(
     request: &DecryptRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<DecryptOutcome> {
-    let found = detect::find_cms(input)?;
-    let envelope = Envelope::parse(&found.cms)?;
-    let callbacks = request.login.callbacks;
-    callbacks.verbose(&format!(
-        "input: {:?}, {} recipient(s), content cipher {}",
-        found.form,
-        envelope.recipients.len(),
-        envelope.cipher.name()
-    ));
-    for r in &envelope.recipients {
-        callbacks.verbose(&format!("recipient: {}", r.describe()));
+    Decryptor::new(module, request).decrypt(input, out)
+}
+
+/// Decrypts one message after another with the same open sessions, so that a batch costs one
+/// login: tokens are opened and their certificates read once, the login happens at the first
+/// private-key operation and holds for the rest.
+pub struct Decryptor<'m, 'r> {
+    module: &'m Module,
+    request: &'r DecryptRequest<'r>,
+    tokens: Option<Vec<OpenToken<'r>>>,
+}
+
+struct OpenToken<'c> {
+    name: String,
+    token: Token<'c>,
+    certs: Vec<KeyCertificate>,
+}
+
+impl<'m, 'r> Decryptor<'m, 'r> {
+    pub fn new(module: &'m Module, request: &'r DecryptRequest<'r>) -> Self {
+        Decryptor {
+            module,
+            request,
+            tokens: None,
+        }
     }
 
-    let tokens = module.candidate_tokens(request.token)?;
-    let mut all_certs: Vec<KeyCertificate> = Vec::new();
-    for info in &tokens {
-        let mut token = module.open_token(info, request.login)?;
-        let mut certs = token.read_certificates()?;
-        if let Some(sel) = request.key
-            && !certs.iter().any(|c| sel.matches(c))
-            && certs.iter().any(|c| c.has_private_key.is_none())
-        {
-            // --key may name a private key's label, which this token shows only after login;
-            // the user asked for that key, so a PIN is expected here.
-            token.ensure_login()?;
-            certs = token.read_certificates()?;
-        }
-        callbacks.verbose(&format!(
-            "token {}: {} certificate(s)",
-            info.display_name(),
-            certs.len()
-        ));
-        let usable = select_keys(&envelope, &certs, request.key);
-        if usable {
-            let report = decrypt_with(&envelope, &mut token, &certs, request.key, out)?;
-            for warning in &report.warnings {
-                callbacks.warn(warning);
+    fn open_tokens(&mut self) -> Result<&mut Vec<OpenToken<'r>>> {
+        if self.tokens.is_none() {
+            let mut open = Vec::new();
+            for info in self.module.candidate_tokens(self.request.token)? {
+                let mut token = self.module.open_token(&info, self.request.login)?;
+                let mut certs = token.read_certificates()?;
+                if let Some(sel) = self.request.key
+                    && !certs.iter().any(|c| sel.matches(c))
+                    && certs.iter().any(|c| c.has_private_key.is_none())
+                {
+                    // --key may name a private key's label, which this token shows only after
+                    // login; the user asked for that key, so a PIN is expected here.
+                    token.ensure_login()?;
+                    certs = token.read_certificates()?;
+                }
+                self.request.login.callbacks.verbose(&format!(
+                    "token {}: {} certificate(s)",
+                    info.display_name(),
+                    certs.len()
+                ));
+                open.push(OpenToken {
+                    name: info.display_name(),
+                    token,
+                    certs,
+                });
             }
-            return Ok(DecryptOutcome {
-                input_form: found.form,
-                token: info.display_name(),
-                report,
-            });
+            self.tokens = Some(open);
         }
-        all_certs.extend(certs);
+        Ok(self.tokens.get_or_insert_with(Vec::new))
     }
-    match request.key {
-        Some(_) => Err(Error::KeyNotFound(
-            "no certificate on the token matches --key; `p11smime certs` lists labels and ids"
-                .into(),
-        )),
-        None => Err(cms::no_match(&envelope, &all_certs)),
+
+    /// Decrypts one message; see [`decrypt`].
+    pub fn decrypt(&mut self, input: &[u8], out: &mut dyn Write) -> Result<DecryptOutcome> {
+        let found = detect::find_cms(input)?;
+        let envelope = Envelope::parse(&found.cms)?;
+        let callbacks = self.request.login.callbacks;
+        callbacks.verbose(&format!(
+            "input: {:?}, {} recipient(s), content cipher {}",
+            found.form,
+            envelope.recipients.len(),
+            envelope.cipher.name()
+        ));
+        for r in &envelope.recipients {
+            callbacks.verbose(&format!("recipient: {}", r.describe()));
+        }
+        let key = self.request.key;
+        let tokens = self.open_tokens()?;
+        for open in tokens.iter_mut() {
+            if select_keys(&envelope, &open.certs, key) {
+                let report = decrypt_with(&envelope, &mut open.token, &open.certs, key, out)?;
+                for warning in &report.warnings {
+                    callbacks.warn(warning);
+                }
+                return Ok(DecryptOutcome {
+                    input_form: found.form,
+                    token: open.name.clone(),
+                    report,
+                });
+            }
+        }
+        let all_certs: Vec<KeyCertificate> = tokens
+            .iter()
+            .flat_map(|t| t.certs.iter().cloned())
+            .collect();
+        match key {
+            Some(_) => Err(Error::KeyNotFound(
+                "no certificate on the token matches --key; `p11smime certs` lists labels and ids"
+                    .into(),
+            )),
+            None => Err(cms::no_match(&envelope, &all_certs)),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The operations users name, over bytes: here input detection, the CMS code, token choice and
 //! the key backend meet. One file per operation.
 
+mod batch;
 mod decrypt;
 mod encrypt;
 mod inspect;
@@ -9,9 +10,10 @@ mod unwrap;
 mod verify;
 
 pub use crate::cms::encrypt::{Cipher, KeyTransport};
-pub use decrypt::{DecryptOutcome, DecryptRequest, decrypt, decrypt_with_backend};
+pub use batch::{BatchItem, BatchOptions, BatchProgress, BatchReport, ItemStatus, decrypt_batch};
+pub use decrypt::{DecryptOutcome, DecryptRequest, Decryptor, decrypt, decrypt_with_backend};
 pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
 pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
-pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap};
+pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap, unwrap_with};
 pub use verify::{SignerReport, VerifyOutcome, verify};

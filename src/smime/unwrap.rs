@@ -4,7 +4,7 @@
 //! said on every layer. Layers are read from the top-level content type only, so an S/MIME
 //! attachment inside an ordinary multipart stays an attachment.
 
-use super::decrypt::{DecryptOutcome, DecryptRequest, decrypt};
+use super::decrypt::{DecryptOutcome, DecryptRequest, Decryptor};
 use super::verify::{VerifyOutcome, verify};
 use crate::error::{Error, Result};
 use crate::mime::detect::{self, Layer};
@@ -40,6 +40,19 @@ pub struct UnwrapRequest<'a> {
 
 /// Unwraps `input` to its readable content.
 pub fn unwrap(module: &Module, input: &[u8], request: &UnwrapRequest<'_>) -> Result<UnwrapOutcome> {
+    unwrap_with(
+        &mut Decryptor::new(module, &request.decrypt),
+        input,
+        request,
+    )
+}
+
+/// As [`unwrap`], with the sessions of `decryptor` (one login for a whole batch).
+pub fn unwrap_with(
+    decryptor: &mut Decryptor<'_, '_>,
+    input: &[u8],
+    request: &UnwrapRequest<'_>,
+) -> Result<UnwrapOutcome> {
     let callbacks = request.decrypt.login.callbacks;
     let mut layers = Vec::new();
     let mut current = input.to_vec();
@@ -58,7 +71,7 @@ pub fn unwrap(module: &Module, input: &[u8], request: &UnwrapRequest<'_>) -> Res
             }
             Layer::Encrypted => {
                 let mut plain = zeroize::Zeroizing::new(Vec::new());
-                let outcome = decrypt(module, &current, &request.decrypt, &mut *plain)?;
+                let outcome = decryptor.decrypt(&current, &mut *plain)?;
                 callbacks.verbose(&format!(
                     "layer {}: encrypted ({})",
                     depth + 1,

@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// List the tokens (cards) the PKCS#11 module sees, with their PIN flags.
     Tokens(TokensArgs),
+    /// List the smart-card readers (PC/SC), whether a card is in each, its ATR and card type.
+    Readers(ReadersArgs),
     /// List the certificates on a token and whether their private keys are there.
     Certs(CertsArgs),
     /// Decrypt an S/MIME message or CMS EnvelopedData/AuthEnvelopedData with a key on the token.
@@ -71,6 +73,13 @@ pub struct TokensArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ReadersArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct CertsArgs {
     #[command(flatten)]
     pub token: TokenArgs,
@@ -91,10 +100,16 @@ pub struct CertsArgs {
 #[derive(Args, Debug)]
 pub struct DecryptArgs {
     /// The message: a file, or '-' / nothing for stdin. DER, BER, PEM, base64 or a whole mail.
-    pub input: Option<PathBuf>,
+    /// With --out-dir: any number of files, directories, Maildirs and mbox files.
+    pub input: Vec<PathBuf>,
     /// Write the decrypted content here (mode 0600, only on success) instead of stdout.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", conflicts_with = "out_dir")]
     pub output: Option<PathBuf>,
+    /// Decrypt every INPUT into this directory with one login: each file under its own name
+    /// (never overwriting: a taken name gets a number), a Maildir or mbox as a new one of the
+    /// same name with readable messages. Exit 8 if any message failed.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     /// Use this key: a label, id:HEX, or a pkcs11: URI.
     #[arg(long, value_name = "SEL")]
     pub key: Option<String>,

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         cli::Command::Tokens(args) => commands::tokens::run(args),
+        cli::Command::Readers(args) => commands::readers::run(args),
         cli::Command::Certs(args) => commands::certs::run(args),
         cli::Command::Decrypt(args) => commands::decrypt::run(args),
         cli::Command::Sign(args) => commands::sign::run(args),

@@ -3,6 +3,7 @@
 
 use p11smime::Error;
 use p11smime::error::PinFlags;
+use p11smime::readers::ReaderError;
 
 /// Prints `error` on stderr in the house form.
 pub fn print_error(error: &Error) {
@@ -81,8 +82,39 @@ fn remedy(error: &Error) -> Option<String> {
         }
         Error::ModuleLoad { .. } => "check that --module names a PKCS#11 library (.so/.dylib) for this machine".into(),
         Error::Token(_) => "`p11smime tokens` lists what the module sees".into(),
+        Error::Reader(e) => return reader_remedy(e),
         Error::SignatureInvalid(_) => {
             "do not rely on this message's origin or content; the lines above say which signer failed and why"
+                .into()
+        }
+        _ => return None,
+    })
+}
+
+/// What to do about the smart-card service or readers, for this operating system.
+fn reader_remedy(error: &ReaderError) -> Option<String> {
+    let macos = cfg!(target_os = "macos");
+    Some(match error {
+        ReaderError::NoService { .. } if macos => {
+            "macOS's smart-card service (CryptoTokenKit) is built in and starts when a reader is \
+             attached: check that the reader or token is plugged in; \
+             `system_profiler SPSmartCardsDataType` shows the readers macOS sees"
+                .into()
+        }
+        ReaderError::NoService { .. } => {
+            "start it: sudo systemctl start pcscd.socket (without systemd: sudo pcscd); \
+             if pcscd is not installed: sudo apt-get install pcscd"
+                .into()
+        }
+        ReaderError::NoReaders if macos => {
+            "plug the reader or token in (a YubiKey is its own reader); \
+             `system_profiler SPSmartCardsDataType` shows the readers macOS sees"
+                .into()
+        }
+        ReaderError::NoReaders => {
+            "plug the reader or token in (a YubiKey is its own reader) and check that `lsusb` shows \
+             it; USB readers need the CCID driver (sudo apt-get install libccid), and pcscd must be \
+             restarted after it is installed (sudo systemctl restart pcscd)"
                 .into()
         }
         _ => return None,

@@ -13,9 +13,13 @@ use p11smime::{Error, Result};
 use std::io::Write;
 
 pub fn run(args: DecryptArgs) -> Result<()> {
+    if args.out_dir.is_some() || args.input.len() > 1 || args.input.iter().any(|p| p.is_dir()) {
+        return super::batch::run(args);
+    }
+    let input_path = args.input.first().cloned();
     let pin = pin_source(&args.pin)?;
     let key: Option<KeySelector> = args.key.as_deref().map(str::parse).transpose()?;
-    let from_stdin = io::is_stdin(args.input.as_deref());
+    let from_stdin = io::is_stdin(input_path.as_deref());
     if from_stdin && pin == Some(PinSource::Fd(0)) {
         return Err(Error::Usage(
             "--pin fd:0 reads the PIN from stdin, so the message must come from a file".into(),
@@ -26,8 +30,8 @@ pub fn run(args: DecryptArgs) -> Result<()> {
             "--json prints to stdout, so the decrypted content needs -o FILE".into(),
         ));
     }
-    io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
-    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
+    io::check_distinct(input_path.as_deref(), args.output.as_deref())?;
+    let input = io::read_input(input_path.as_deref().filter(|_| !from_stdin))?;
 
     let (module, selector) = open_module(&args.token)?;
     let callbacks = Terminal {

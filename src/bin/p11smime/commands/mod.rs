@@ -1,9 +1,11 @@
 //! One file per subcommand, and the small pieces they share.
 
+pub mod batch;
 pub mod certs;
 pub mod decrypt;
 pub mod encrypt;
 pub mod inspect;
+pub mod readers;
 pub mod sign;
 pub mod tokens;
 pub mod verify;
