@@ -102,6 +102,10 @@ pub enum Error {
     #[error("verification failed: {0}")]
     SignatureInvalid(String),
 
+    /// `doctor` found problems (each was reported with its fix).
+    #[error("{0}")]
+    Problems(String),
+
     /// A batch finished, and some of its items failed (each was reported).
     #[error("{0}")]
     BatchFailed(String),
@@ -119,7 +123,8 @@ impl Error {
             | Error::ModuleLoad { .. }
             | Error::Token(_)
             | Error::Pkcs11 { .. }
-            | Error::Reader(_) => exit::TOKEN,
+            | Error::Reader(_)
+            | Error::Problems(_) => exit::TOKEN,
             Error::PinIncorrect(_)
             | Error::PinLocked
             | Error::FinalTryRefused

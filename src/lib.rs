@@ -28,6 +28,7 @@
 pub mod certinfo;
 pub mod certstore;
 pub mod cms;
+pub mod doctor;
 pub mod error;
 pub mod keyops;
 pub mod mailbox;

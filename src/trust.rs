@@ -94,6 +94,17 @@ impl TrustStore {
         {
             return Err("the signer's certificate is not for signing (key usage)".into());
         }
+        self.check_path(leaf, intermediates, at)
+    }
+
+    /// Validates the path from `leaf` to an anchor for e-mail protection at `at`, then checks
+    /// revocation as configured; for any e-mail certificate (signing or encryption).
+    pub fn check_path(
+        &self,
+        leaf: &Certificate,
+        intermediates: &[Certificate],
+        at: u64,
+    ) -> std::result::Result<Trusted, String> {
         let anchors: Vec<_> = self
             .anchors
             .iter()

@@ -35,6 +35,9 @@ pub enum Command {
     /// Say what a message is, without a PIN: layers, recipients and which of your certificates
     /// match them, cipher, signers.
     Inspect(InspectArgs),
+    /// Walk the chain from PKCS#11 module to certificates and say what is wrong and how to fix
+    /// it (no PIN unless --pin is given). Exit 0 when every step is ok.
+    Doctor(DoctorArgs),
 }
 
 /// Which module and token to use.
@@ -264,6 +267,24 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub token: TokenArgs,
     /// Trust anchors for judging signers (PEM, DER, .p7b). May be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// Do not trust the system's certificate store, only --ca.
+    #[arg(long)]
+    pub no_system_ca: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Also try one login with this PIN source (prompt, env:VAR, file:PATH, fd:N, pinpad).
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// Trust anchors for the chain check (PEM, DER, .p7b). May be repeated.
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
     /// Do not trust the system's certificate store, only --ca.

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => commands::verify::run(args),
         cli::Command::Encrypt(args) => commands::encrypt::run(args),
         cli::Command::Inspect(args) => commands::inspect::run(args),
+        cli::Command::Doctor(args) => commands::doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod certs;
 pub mod decrypt;
+pub mod doctor;
 pub mod encrypt;
 pub mod inspect;
 pub mod readers;
