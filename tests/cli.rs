@@ -498,3 +498,30 @@ fn broken_pipe_ends_quietly_with_the_decryption_result() {
         "the message was intact, so the exit code is 0"
     );
 }
+
+/// `--wait`: with no token present the command says it waits, gives up after the time given,
+/// and says why (exit 6). (SoftHSM2 does not see tokens created after it started, so the
+/// insertion itself is left to the PC/SC tests.)
+#[test]
+fn wait_gives_up_after_the_time_given() {
+    let token = TestToken::new();
+    let start = std::time::Instant::now();
+    let out = token
+        .p11smime(&["certs", "--wait", "1", "--token", "no-such-card"])
+        .output()
+        .unwrap();
+    let stderr = assert_fails(&out, 6, "--wait with no such card");
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(900),
+        "it waited"
+    );
+    assert!(stderr.contains("waiting up to 1 s for a card"), "{stderr}");
+    assert!(
+        stderr.contains("no card was inserted within 1 s"),
+        "{stderr}"
+    );
+    // With the card there, --wait costs nothing.
+    let start = std::time::Instant::now();
+    run_ok(&mut token.p11smime(&["certs", "--wait", "30"]));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}

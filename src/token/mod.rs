@@ -155,6 +155,41 @@ impl Module {
         Ok(chosen)
     }
 
+    /// Waits up to `seconds` (0: no limit) for a token that `selector` names to be present,
+    /// saying once that it waits; then the same as [`Module::candidate_tokens`].
+    pub fn wait_for_token(
+        &self,
+        selector: Option<&TokenSelector>,
+        seconds: u64,
+        callbacks: &dyn crate::pin::Callbacks,
+    ) -> Result<Vec<TokenInfo>> {
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match self.candidate_tokens(selector) {
+                Ok(tokens) => return Ok(tokens),
+                Err(e @ Error::Token(_)) => {
+                    let waited = start.elapsed().as_secs();
+                    if seconds != 0 && waited >= seconds {
+                        return Err(Error::Token(format!(
+                            "no card was inserted within {seconds} s ({e})"
+                        )));
+                    }
+                    if !told {
+                        callbacks.warn(&if seconds == 0 {
+                            "waiting for a card to be inserted (Ctrl-C to stop)".to_string()
+                        } else {
+                            format!("waiting up to {seconds} s for a card to be inserted")
+                        });
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The one token a command without recipients to match should use.
     pub fn single_token(&self, selector: Option<&TokenSelector>) -> Result<TokenInfo> {
         let mut tokens = self.candidate_tokens(selector)?;

@@ -49,6 +49,9 @@ pub struct TokenArgs {
     /// Token to use: its label, its serial, or a pkcs11: URI.
     #[arg(long, env = "P11SMIME_TOKEN", value_name = "SEL")]
     pub token: Option<String>,
+    /// Wait up to SECONDS for a card to be inserted instead of failing (0: no limit).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
     /// Say what is being tried, on stderr.
     #[arg(short, long)]
     pub verbose: bool,

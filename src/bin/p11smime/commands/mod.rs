@@ -24,6 +24,12 @@ pub fn open_module(args: &TokenArgs) -> Result<(Module, Option<TokenSelector>)> 
     if args.verbose {
         eprintln!("p11smime: module {}", module.path().display());
     }
+    if let Some(seconds) = args.wait {
+        let callbacks = crate::ui::Terminal {
+            verbose: args.verbose,
+        };
+        module.wait_for_token(selector.as_ref(), seconds, &callbacks)?;
+    }
     Ok((module, selector))
 }
 
