@@ -424,3 +424,62 @@ fn ec_recipients_on_every_curve_decrypt_with_openssl_and_the_token() {
         "mixed recipients on the token",
     );
 }
+
+/// With the card out (the module loads, no token), encrypt still encrypts to the recipients and
+/// says the sender's copy is missing; with --sign the card is required.
+#[test]
+fn without_the_card_encrypt_warns_about_the_own_copy() {
+    let token = TestToken::new();
+    let mail = input(&token);
+    let empty = token.path("empty");
+    std::fs::create_dir_all(empty.join("tokens")).unwrap();
+    let conf = empty.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            empty.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let out = token.path("enc.eml");
+    let bob = fixture("bob-enc.pem");
+    let done = token
+        .p11smime(&[
+            "encrypt",
+            "-r",
+            path_str(&bob),
+            "-o",
+            path_str(&out),
+            path_str(&mail),
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains("the sent copy is not encrypted to you")
+    );
+    assert_eq!(
+        body_text(&openssl_decrypt(&out, "bob-enc.key.pem", "SMIME")),
+        "Danke, Bob.\nFrom Alice\n"
+    );
+    let signed = token
+        .p11smime(&[
+            "encrypt",
+            "-r",
+            path_str(&bob),
+            "--sign",
+            "--pin",
+            "env:TEST_PIN",
+            path_str(&mail),
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert_fails(&signed, 6, "--sign without the card");
+}

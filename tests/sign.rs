@@ -312,3 +312,43 @@ fn no_usable_key_and_no_pin_are_reported() {
     assert_fails(&out, 5, "PIN source missing");
     assert!(out.stdout.is_empty());
 }
+
+/// A signed message saved with LF line endings (an mbox, a mail client's "save as") still
+/// verifies, as with openssl: the signed part is canonicalised to CRLF. A changed byte still fails.
+#[test]
+fn a_signed_message_saved_with_lf_endings_verifies() {
+    let token = TestToken::new();
+    let input = write_input(&token, &mail());
+    let out = token.path("signed.eml");
+    sign(&token, &[], &input, &out);
+    let lf = std::fs::read_to_string(&out).unwrap().replace("\r\n", "\n");
+    let saved = token.write("saved-lf.eml", lf.as_bytes());
+    let ca = fixture("ca.pem");
+    let verify = |p: &Path| {
+        token
+            .p11smime(&[
+                "verify",
+                "--ca",
+                path_str(&ca),
+                "--no-system-ca",
+                path_str(p),
+            ])
+            .output()
+            .unwrap()
+    };
+    let good = verify(&saved);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let changed = token.write(
+        "changed-lf.eml",
+        lf.replacen("Gr=C3=BC", "Gr=C3=BD", 1).as_bytes(),
+    );
+    assert_fails(
+        &verify(&changed),
+        7,
+        "a changed byte in an LF-saved message",
+    );
+}

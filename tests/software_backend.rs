@@ -215,6 +215,7 @@ fn signing_through_the_seam_verifies_with_openssl() {
         pss: false,
         chain: &[],
         outform: smime::OutForm::Message,
+        as_is: false,
     };
     let mut signed = Vec::new();
     let outcome = smime::sign_with_backend(

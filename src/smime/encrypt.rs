@@ -19,6 +19,10 @@ pub struct EncryptParams<'a> {
     pub cipher: Cipher,
     pub key_transport: KeyTransport,
     pub outform: OutForm,
+    /// Encrypt the input exactly as given, with only its line endings made CRLF: no outer
+    /// headers taken off, nothing re-encoded (an entity a mail client built, e.g. mutt's
+    /// multipart/signed, whose signature must survive byte for byte).
+    pub as_is: bool,
 }
 
 /// Token-side choices: the self copy and signing need the token; plain encryption does not.
@@ -78,18 +82,30 @@ pub fn encrypt(
         ));
     }
     let callbacks = request.login.callbacks;
-    let (outer, entity) = compose::split_message(input);
-    let mut content = canon::transport_safe(entity).to_bytes();
+    let (outer, mut content) = if request.params.as_is {
+        (Vec::new(), canon::to_crlf(input))
+    } else {
+        let (outer, entity) = compose::split_message(input);
+        (outer, canon::transport_safe(entity).to_bytes())
+    };
     let mut recipients: Vec<Certificate> = request.params.recipients.to_vec();
     let mut self_copy = None;
 
     let needs_token = request.self_copy || request.sign.is_some();
     let token = match (needs_token, module) {
         (false, _) => None,
-        (true, Some(m)) => {
-            let info = m.single_token(request.token)?;
-            Some(m.open_token(&info, request.login)?)
-        }
+        // Without --sign the token only gives the sender's copy: a card that is not there is
+        // a warning, not a reason to refuse to encrypt to the recipients.
+        (true, Some(m)) => match m.single_token(request.token) {
+            Ok(info) => Some(m.open_token(&info, request.login)?),
+            Err(e) if request.sign.is_none() => {
+                callbacks.warn(&format!(
+                    "{e}: the sent copy is not encrypted to you (use --no-self to silence this)"
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
         (true, None) if request.sign.is_some() => {
             return Err(Error::Token(
                 "--sign needs the token, and no PKCS#11 module was found".into(),

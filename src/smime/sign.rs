@@ -1,5 +1,6 @@
-//! `sign`: make the entity transport-safe, pick the signing certificate, sign on the token and
-//! compose the signed message (clear-text multipart/signed, opaque signed-data, or bare CMS).
+//! `sign`: make the entity transport-safe (or take it as given, `as_is`), pick the signing
+//! certificate, sign on the token and compose the signed message (clear-text multipart/signed,
+//! opaque signed-data, or bare CMS).
 
 use crate::certinfo::{self, is_encryption_cert, is_signing_cert};
 use crate::cms::oids;
@@ -34,6 +35,10 @@ pub struct SignParams<'a> {
     /// More certificates to include (intermediates from `--chain`).
     pub chain: &'a [Certificate],
     pub outform: OutForm,
+    /// Sign the input exactly as given, with only its line endings made CRLF (as `openssl smime
+    /// -sign` does without `-binary`): no outer headers taken off, nothing re-encoded. For mail
+    /// clients that build and send the entity themselves (mutt).
+    pub as_is: bool,
 }
 
 /// Token-side choices plus the signing parameters.
@@ -193,8 +198,12 @@ pub(super) fn sign_core(
     );
     extra.extend(params.chain.iter().cloned());
 
-    let (outer, entity) = compose::split_message(input);
-    let content = canon::transport_safe(entity).to_bytes();
+    let (outer, content) = if params.as_is {
+        (Vec::new(), canon::to_crlf(input))
+    } else {
+        let (outer, entity) = compose::split_message(input);
+        (outer, canon::transport_safe(entity).to_bytes())
+    };
     let der = signed::sign(
         backend,
         &CmsSignRequest {

@@ -102,11 +102,29 @@ pub fn verify(
         }
     };
     let now = certinfo::now();
-    let signers: Vec<SignerReport> = signed
-        .signers
-        .iter()
-        .map(|s| report(s, &signed, &content, trust, found.from.as_deref(), now))
-        .collect();
+    let check = |content: &[u8]| -> Vec<SignerReport> {
+        signed
+            .signers
+            .iter()
+            .map(|s| report(s, &signed, content, trust, found.from.as_deref(), now))
+            .collect()
+    };
+    let mut signers = check(&content);
+    // A mail saved with LF endings (an mbox, a mail client's "save as") had its signed part
+    // signed as CRLF: canonicalise and check again, as openssl does without -binary. Only for
+    // mail: a bare .p7s with --content is asked about exactly that file.
+    let mut content = content;
+    if form == "multipart/signed"
+        && signers.iter().any(|s| !s.signature_valid)
+        && has_bare_lf(&content)
+    {
+        let canonical = crate::mime::canon::to_crlf(&content);
+        let again = check(&canonical);
+        if again.iter().all(|s| s.signature_valid) {
+            signers = again;
+            content = canonical;
+        }
+    }
     let all_good = !signers.is_empty() && signers.iter().all(|s| s.signature_valid && s.trusted);
     Ok(VerifyOutcome {
         form: form.into(),
@@ -178,4 +196,11 @@ fn report(
         ),
         certificate: Some(cert.clone()),
     }
+}
+
+/// True when some line ends with LF alone.
+fn has_bare_lf(data: &[u8]) -> bool {
+    data.iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
 }

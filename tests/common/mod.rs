@@ -11,6 +11,8 @@ pub mod gpgsm;
 pub mod loopback;
 pub mod mime;
 pub mod nss;
+#[cfg(target_os = "linux")]
+pub mod pcsc;
 pub mod pki;
 pub mod verdict;
 

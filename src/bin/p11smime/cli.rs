@@ -38,6 +38,10 @@ pub enum Command {
     /// Walk the chain from PKCS#11 module to certificates and say what is wrong and how to fix
     /// it (no PIN unless --pin is given). Exit 0 when every step is ok.
     Doctor(DoctorArgs),
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write every page into a directory.
+    Man(ManArgs),
 }
 
 /// Which module and token to use.
@@ -171,6 +175,11 @@ pub struct SignArgs {
     /// --opaque), for tools that assemble the MIME themselves.
     #[arg(long, value_name = "FORM", default_value = "message", value_parser = ["message", "der", "pem"])]
     pub outform: String,
+    /// Sign INPUT exactly as given, only with CRLF line endings (as `openssl smime -sign`
+    /// without -binary), instead of making it transport-safe first: for mail clients that
+    /// build and send the MIME entity themselves, such as mutt.
+    #[arg(long)]
+    pub as_is: bool,
     #[command(flatten)]
     pub token: TokenArgs,
     #[command(flatten)]
@@ -193,9 +202,14 @@ pub struct VerifyArgs {
     /// The signed content, for a detached signature given as INPUT.
     #[arg(long, value_name = "FILE")]
     pub content: Option<PathBuf>,
-    /// Write the signed content here, only when every signature is valid and trusted.
+    /// Write the signed content here ('-' for stdout), only when every signature is valid and
+    /// trusted.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Start the report on stderr with the line 'Verification successful' or 'Verification
+    /// failure', as openssl does: mutt takes a signature as good only after that first line.
+    #[arg(long)]
+    pub status_line: bool,
     /// Save the signer's certificate (PEM) here, as mail clients ask.
     #[arg(long, value_name = "FILE")]
     pub signer_cert: Option<PathBuf>,
@@ -228,9 +242,13 @@ pub struct EncryptArgs {
         short = 'r',
         long = "recipient",
         value_name = "RECIPIENT",
-        required = true
+        required_unless_present = "recipient_list"
     )]
     pub recipients: Vec<String>,
+    /// Any number of recipients in one option, up to the next option: for mail clients that
+    /// pass a list of certificate files (mutt's %c). Give INPUT before it.
+    #[arg(long = "recipients", value_name = "RECIPIENT", num_args = 1..)]
+    pub recipient_list: Vec<String>,
     /// Write the result here (only on success) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -254,6 +272,10 @@ pub struct EncryptArgs {
     /// message (default), or der / pem for the bare CMS object.
     #[arg(long, value_name = "FORM", default_value = "message", value_parser = ["message", "der", "pem"])]
     pub outform: String,
+    /// Encrypt INPUT exactly as given, only with CRLF line endings, instead of making it
+    /// transport-safe first: for mail clients that build the MIME entity themselves (mutt).
+    #[arg(long)]
+    pub as_is: bool,
     #[command(flatten)]
     pub token: TokenArgs,
     #[command(flatten)]
@@ -296,4 +318,21 @@ pub struct DoctorArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The page of this subcommand, p11smime-COMMAND(1), instead of p11smime(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (p11smime.1 and p11smime-COMMAND.1) into this directory instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub out_dir: Option<PathBuf>,
 }

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         cli::Command::Encrypt(args) => commands::encrypt::run(args),
         cli::Command::Inspect(args) => commands::inspect::run(args),
         cli::Command::Doctor(args) => commands::doctor::run(args),
+        cli::Command::Completions(args) => commands::completions::run(args),
+        cli::Command::Man(args) => commands::man::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ pub fn run(args: EncryptArgs) -> Result<()> {
     let from_stdin = io::is_stdin(args.input.as_deref());
     io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
     let mut recipients = Vec::new();
-    for r in &args.recipients {
+    for r in args.recipients.iter().chain(&args.recipient_list) {
         recipients.extend(certstore::recipient(r)?);
     }
     let cipher = match args.cipher.as_str() {
@@ -69,6 +69,7 @@ pub fn run(args: EncryptArgs) -> Result<()> {
             cipher,
             key_transport,
             outform,
+            as_is: args.as_is,
         },
         self_copy: !args.no_self,
         sign: args.sign.then_some(SignParams {
@@ -78,6 +79,7 @@ pub fn run(args: EncryptArgs) -> Result<()> {
             pss: false,
             chain: &[],
             outform: OutForm::Message,
+            as_is: args.as_is,
         }),
     };
     let outcome = io::with_output(args.output.as_ref(), |out| {

@@ -2,10 +2,12 @@
 
 pub mod batch;
 pub mod certs;
+pub mod completions;
 pub mod decrypt;
 pub mod doctor;
 pub mod encrypt;
 pub mod inspect;
+pub mod man;
 pub mod readers;
 pub mod sign;
 pub mod tokens;

@@ -63,6 +63,7 @@ pub fn run(args: SignArgs) -> Result<()> {
             pss: args.pss,
             chain: &chain,
             outform,
+            as_is: args.as_is,
         },
     };
     let outcome = io::with_output(args.output.as_ref(), |out| {

@@ -11,6 +11,12 @@ use p11smime::{Error, Result};
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     let from_stdin = io::is_stdin(args.input.as_deref());
+    let output_to_stdout = args.output.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if args.json && output_to_stdout {
+        return Err(Error::Usage(
+            "--json prints to stdout, so the signed content needs -o FILE, not -o -".into(),
+        ));
+    }
     io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
     let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
     let content = match &args.content {
@@ -39,6 +45,16 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         fetch: !args.offline,
     });
     let outcome = smime::verify(&input, content.as_deref(), &trust)?;
+    if args.status_line {
+        eprintln!(
+            "{}",
+            if outcome.all_good {
+                "Verification successful"
+            } else {
+                "Verification failure"
+            }
+        );
+    }
 
     if let Some(path) = &args.signer_cert
         && let Some(cert) = outcome.signers.iter().find_map(|s| s.certificate.as_ref())
@@ -67,7 +83,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.output {
-        io::with_output(Some(path), |out| {
+        io::with_output(Some(path).filter(|_| !output_to_stdout), |out| {
             out.write_all(&outcome.content)
                 .map_err(|e| Error::io("cannot write the signed content", e))
         })?;
