@@ -52,21 +52,25 @@ pub fn summarize(kc: &KeyCertificate, now: u64) -> CertSummary {
     }
 }
 
-fn extension<'c>(cert: &'c Certificate, oid: &const_oid::ObjectIdentifier) -> Option<&'c [u8]> {
-    cert.tbs_certificate
+/// The extension `oid` of `cert`, decoded as `T`; `None` when it is absent or malformed (a
+/// malformed extension is treated as missing, never as a reason to fail).
+pub fn decode_extension<'c, T: Decode<'c>>(
+    cert: &'c Certificate,
+    oid: &const_oid::ObjectIdentifier,
+) -> Option<T> {
+    let ext = cert
+        .tbs_certificate
         .extensions
         .as_ref()?
         .iter()
-        .find(|e| e.extn_id == *oid)
-        .map(|e| e.extn_value.as_bytes())
+        .find(|e| e.extn_id == *oid)?;
+    T::from_der(ext.extn_value.as_bytes()).ok()
 }
 
 /// E-mail addresses from the subjectAltName and the subject's emailAddress attribute.
 pub fn emails(cert: &Certificate) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(san) =
-        extension(cert, &oids::EXT_SUBJECT_ALT_NAME).and_then(|v| SubjectAltName::from_der(v).ok())
-    {
+    if let Some(san) = decode_extension::<SubjectAltName>(cert, &oids::EXT_SUBJECT_ALT_NAME) {
         for name in san.0 {
             if let GeneralName::Rfc822Name(mail) = name {
                 out.push(mail.to_string());
@@ -91,8 +95,7 @@ pub fn emails(cert: &Certificate) -> Vec<String> {
 
 /// keyUsage bits by their RFC 5280 names.
 pub fn key_usage(cert: &Certificate) -> Vec<String> {
-    let Some(ku) = extension(cert, &oids::EXT_KEY_USAGE).and_then(|v| KeyUsage::from_der(v).ok())
-    else {
+    let Some(ku) = decode_extension::<KeyUsage>(cert, &oids::EXT_KEY_USAGE) else {
         return Vec::new();
     };
     let names = [
@@ -115,8 +118,7 @@ pub fn key_usage(cert: &Certificate) -> Vec<String> {
 
 /// extendedKeyUsage purposes, by name where well known.
 pub fn extended_key_usage(cert: &Certificate) -> Vec<String> {
-    let Some(eku) = extension(cert, &oids::EXT_EXTENDED_KEY_USAGE)
-        .and_then(|v| ExtendedKeyUsage::from_der(v).ok())
+    let Some(eku) = decode_extension::<ExtendedKeyUsage>(cert, &oids::EXT_EXTENDED_KEY_USAGE)
     else {
         return Vec::new();
     };

@@ -4,7 +4,7 @@
 //! certificate, fresh, and with our nonce when the responder echoes one. The structures are the
 //! `x509-ocsp` crate's.
 
-use crate::certinfo::{extended_key_usage, is_expired};
+use crate::certinfo::{decode_extension, extended_key_usage, is_expired};
 use crate::cms::ber::Reader;
 use crate::cms::digest::digest;
 use crate::cms::oids;
@@ -47,15 +47,7 @@ pub enum Status {
 
 /// The http:// OCSP responders `cert` names.
 pub fn responders(cert: &Certificate) -> Vec<String> {
-    let Some(ext) = cert
-        .tbs_certificate
-        .extensions
-        .as_ref()
-        .and_then(|e| e.iter().find(|e| e.extn_id == AIA))
-    else {
-        return Vec::new();
-    };
-    let Ok(aia) = AuthorityInfoAccessSyntax::from_der(ext.extn_value.as_bytes()) else {
+    let Some(aia) = decode_extension::<AuthorityInfoAccessSyntax>(cert, &AIA) else {
         return Vec::new();
     };
     aia.0

@@ -35,15 +35,9 @@ const MAX_CRL: u64 = 64 * 1024 * 1024;
 
 /// The http:// distribution points of `cert`.
 pub fn distribution_points(cert: &Certificate) -> Vec<String> {
-    let Some(ext) = cert
-        .tbs_certificate
-        .extensions
-        .as_ref()
-        .and_then(|exts| exts.iter().find(|e| e.extn_id == CRL_DISTRIBUTION_POINTS))
+    let Some(points) =
+        crate::certinfo::decode_extension::<CrlDistributionPoints>(cert, &CRL_DISTRIBUTION_POINTS)
     else {
-        return Vec::new();
-    };
-    let Ok(points) = CrlDistributionPoints::from_der(ext.extn_value.as_bytes()) else {
         return Vec::new();
     };
     let mut urls = Vec::new();

@@ -370,7 +370,8 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
-fn push_length(len: usize, out: &mut Vec<u8>) {
+/// Appends a DER length (short form below 128, else the shortest long form).
+pub(crate) fn push_length(len: usize, out: &mut Vec<u8>) {
     if len < 0x80 {
         out.push(len as u8);
     } else {

@@ -380,15 +380,7 @@ fn content_info(content_type: const_oid::ObjectIdentifier, body: &[u8]) -> Resul
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
+    crate::cms::ber::push_length(content.len(), &mut out);
     out.extend_from_slice(content);
     out
 }

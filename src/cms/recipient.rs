@@ -97,12 +97,7 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
 
 /// The subjectKeyIdentifier extension of a certificate, if it has one.
 pub fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
-    cert.tbs_certificate
-        .extensions
-        .as_ref()?
-        .iter()
-        .find(|e| e.extn_id == oids::EXT_SUBJECT_KEY_ID)
-        .and_then(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()).ok())
+    crate::certinfo::decode_extension::<SubjectKeyIdentifier>(cert, &oids::EXT_SUBJECT_KEY_ID)
         .map(|ski| ski.0.as_bytes().to_vec())
 }
 

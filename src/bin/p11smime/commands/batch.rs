@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p11smime::smime::{
     self, BatchItem, BatchOptions, BatchProgress, DecryptRequest, Decryptor, ItemStatus,
 };
-use p11smime::token::{KeySelector, LoginOptions};
+use p11smime::token::KeySelector;
 use p11smime::{Error, Result};
 
 /// A progress bar on stderr when it is a terminal (indicatif hides it otherwise), and the
@@ -65,11 +65,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     let request = DecryptRequest {
         token: selector.as_ref(),
         key: key.as_ref(),
-        login: LoginOptions {
-            pin: pin.as_ref(),
-            force_final_try: args.pin.force_final_try,
-            callbacks: &callbacks,
-        },
+        login: super::login_options(pin.as_ref(), &args.pin, &callbacks),
     };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} messages") {

@@ -36,11 +36,7 @@ pub fn run(args: CertsArgs) -> Result<()> {
     for info in module.candidate_tokens(selector.as_ref())? {
         let mut token = module.open_token(
             &info,
-            LoginOptions {
-                pin: pin.as_ref(),
-                force_final_try: args.pin.force_final_try,
-                callbacks: &callbacks,
-            },
+            super::login_options(pin.as_ref(), &args.pin, &callbacks),
         )?;
         if pin.is_some() {
             token.ensure_login()?;

@@ -7,7 +7,7 @@ use crate::ui::Terminal;
 use p11smime::mime::compose;
 use p11smime::pin::PinSource;
 use p11smime::smime::{self, DecryptRequest, LayerReport, UnwrapRequest};
-use p11smime::token::{KeySelector, LoginOptions};
+use p11smime::token::KeySelector;
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
 use std::io::Write;
@@ -40,11 +40,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     let request = DecryptRequest {
         token: selector.as_ref(),
         key: key.as_ref(),
-        login: LoginOptions {
-            pin: pin.as_ref(),
-            force_final_try: args.pin.force_final_try,
-            callbacks: &callbacks,
-        },
+        login: super::login_options(pin.as_ref(), &args.pin, &callbacks),
     };
     if args.unwrap {
         let trust = TrustStore::load(&args.ca, !args.no_system_ca)?;

@@ -4,7 +4,7 @@ use super::{pin_source, print_json};
 use crate::cli::DoctorArgs;
 use crate::ui::Terminal;
 use p11smime::doctor::{self, DoctorOptions, Status};
-use p11smime::token::{LoginOptions, TokenSelector};
+use p11smime::token::TokenSelector;
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
 
@@ -20,11 +20,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         module: args.token.module.as_deref(),
         token: selector.as_ref(),
         pin: pin.as_ref(),
-        login: LoginOptions {
-            pin: pin.as_ref(),
-            force_final_try: args.pin.force_final_try,
-            callbacks: &callbacks,
-        },
+        login: super::login_options(pin.as_ref(), &args.pin, &callbacks),
         trust: &trust,
     });
     if args.json {

@@ -8,7 +8,7 @@ use p11smime::keyops::HashAlg;
 use p11smime::smime::{
     self, Cipher, EncryptParams, EncryptRequest, KeyTransport, OutForm, SignParams,
 };
-use p11smime::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use p11smime::token::{KeySelector, Module, TokenSelector};
 use p11smime::{Error, Result, certstore};
 
 pub fn run(args: EncryptArgs) -> Result<()> {
@@ -59,11 +59,7 @@ pub fn run(args: EncryptArgs) -> Result<()> {
     };
     let request = EncryptRequest {
         token: selector.as_ref(),
-        login: LoginOptions {
-            pin: pin.as_ref(),
-            force_final_try: args.pin.force_final_try,
-            callbacks: &callbacks,
-        },
+        login: super::login_options(pin.as_ref(), &args.pin, &callbacks),
         params: EncryptParams {
             recipients: &recipients,
             cipher,

@@ -35,6 +35,19 @@ pub fn open_module(args: &TokenArgs) -> Result<(Module, Option<TokenSelector>)> 
     Ok((module, selector))
 }
 
+/// The login options every token command builds from its flags.
+pub fn login_options<'a>(
+    pin: Option<&'a PinSource>,
+    args: &PinArgs,
+    callbacks: &'a crate::ui::Terminal,
+) -> p11smime::token::LoginOptions<'a> {
+    p11smime::token::LoginOptions {
+        pin,
+        force_final_try: args.force_final_try,
+        callbacks,
+    }
+}
+
 /// Parses `--pin`.
 pub fn pin_source(args: &PinArgs) -> Result<Option<PinSource>> {
     args.pin.as_deref().map(str::parse).transpose()

@@ -8,7 +8,7 @@ use p11smime::certinfo::load_certificates;
 use p11smime::keyops::HashAlg;
 use p11smime::pin::PinSource;
 use p11smime::smime::{self, OutForm, SignParams, SignRequest};
-use p11smime::token::{KeySelector, LoginOptions};
+use p11smime::token::KeySelector;
 use p11smime::{Error, Result};
 
 pub fn run(args: SignArgs) -> Result<()> {
@@ -51,11 +51,7 @@ pub fn run(args: SignArgs) -> Result<()> {
     };
     let request = SignRequest {
         token: selector.as_ref(),
-        login: LoginOptions {
-            pin: pin.as_ref(),
-            force_final_try: args.pin.force_final_try,
-            callbacks: &callbacks,
-        },
+        login: super::login_options(pin.as_ref(), &args.pin, &callbacks),
         params: SignParams {
             key: key.as_ref(),
             opaque: args.opaque,
