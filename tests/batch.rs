@@ -261,3 +261,85 @@ fn batch_usage_errors() {
         .unwrap();
     assert_fails(&out, 2, "-o with --out-dir");
 }
+
+/// `--unwrap` in a batch: every layer of every message off, each signature verified; a message
+/// whose signature does not hold fails (exit 8) and the batch goes on.
+#[test]
+fn unwrap_in_a_batch_verifies_each_message() {
+    let token = TestToken::new();
+    let dir = token.path("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (fixture("alice-sign.pem"), fixture("alice-sign.key.pem"));
+    let signed = run_ok(
+        Command::new("openssl")
+            .args([
+                "cms",
+                "-sign",
+                "-signer",
+                path_str(&cert),
+                "-inkey",
+                path_str(&key),
+                "-in",
+            ])
+            .arg(token.write("m1.txt", message(1).as_bytes())),
+    )
+    .stdout;
+    let signed_text = String::from_utf8(signed).unwrap();
+    std::fs::write(
+        dir.join("signed-enc.eml"),
+        encrypt_to(&token, "alice-enc.pem", &signed_text),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("enc.eml"),
+        encrypt_to(&token, "alice-enc.pem", &message(2)),
+    )
+    .unwrap();
+    let ca = fixture("ca.pem");
+    let run = |out: &str, extra: &[&str]| {
+        let out_dir = token.path(out);
+        let mut args = vec![
+            "decrypt",
+            "--pin",
+            "env:TEST_PIN",
+            "--unwrap",
+            "--no-system-ca",
+            "--out-dir",
+            path_str(&out_dir),
+        ];
+        args.extend_from_slice(extra);
+        args.push(path_str(&dir));
+        (token.p11smime(&args).output().unwrap(), out_dir)
+    };
+    let (ok, out) = run("good", &["--ca", path_str(&ca)]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let inner = std::fs::read_to_string(out.join("signed-enc.eml")).unwrap();
+    assert!(
+        !inner.contains("multipart/signed"),
+        "the signed layer is off too: {inner}"
+    );
+    assert_eq!(
+        body(&out.join("signed-enc.eml")),
+        "Body number 1.\nFrom the archive.\n"
+    );
+    assert_eq!(
+        body(&out.join("enc.eml")),
+        "Body number 2.\nFrom the archive.\n"
+    );
+    // Without the anchor the signed message fails; the other still comes out.
+    let (bad, out) = run("untrusted", &[]);
+    let stderr = assert_fails(&bad, 8, "an untrusted signature in a batch");
+    assert!(
+        stderr.contains("signed-enc.eml") && stderr.contains("signature does not hold"),
+        "{stderr}"
+    );
+    assert!(!out.join("signed-enc.eml").exists());
+    assert_eq!(
+        body(&out.join("enc.eml")),
+        "Body number 2.\nFrom the archive.\n"
+    );
+}

@@ -60,6 +60,8 @@ pub struct BatchOptions<'a> {
     pub out_dir: &'a Path,
     /// Single files in `--message` form too (mailboxes always get it).
     pub message: bool,
+    /// Go through every layer (`--unwrap`): the trust anchors, and whether signatures must hold.
+    pub unwrap: Option<(&'a crate::trust::TrustStore, bool)>,
 }
 
 /// Errors that concern every message alike: the batch stops on them.
@@ -81,6 +83,7 @@ fn is_fatal(e: &Error) -> bool {
 
 struct Run<'d, 'm, 'r, 'p> {
     decryptor: &'d mut Decryptor<'m, 'r>,
+    unwrap: Option<(&'p crate::trust::TrustStore, bool)>,
     progress: &'p dyn BatchProgress,
     report: BatchReport,
     fatal: Option<Error>,
@@ -115,8 +118,16 @@ impl Run<'_, '_, '_, '_> {
         if !detect::has_encrypted_part(bytes) {
             return Ok(None);
         }
-        let mut plain = zeroize::Zeroizing::new(Vec::new());
-        self.decryptor.decrypt(bytes, &mut *plain)?;
+        let plain = match self.unwrap {
+            Some((trust, verify)) => zeroize::Zeroizing::new(
+                super::unwrap::unwrap_with(self.decryptor, bytes, trust, verify)?.content,
+            ),
+            None => {
+                let mut plain = zeroize::Zeroizing::new(Vec::new());
+                self.decryptor.decrypt(bytes, &mut *plain)?;
+                plain
+            }
+        };
         Ok(Some(if message_form {
             let (outer, _) = compose::split_message(bytes);
             compose::readable_message(&outer, &plain)
@@ -285,6 +296,7 @@ pub fn decrypt_batch(
     progress.start(count(&sources));
     let mut run = Run {
         decryptor,
+        unwrap: options.unwrap,
         progress,
         report: BatchReport::default(),
         fatal: None,

@@ -95,6 +95,11 @@ impl<'m, 'r> Decryptor<'m, 'r> {
         Ok(self.tokens.get_or_insert_with(Vec::new))
     }
 
+    /// The callbacks of the request, for the layers around decryption.
+    pub fn callbacks(&self) -> &'r dyn crate::pin::Callbacks {
+        self.request.login.callbacks
+    }
+
     /// Decrypts one message; see [`decrypt`].
     pub fn decrypt(&mut self, input: &[u8], out: &mut dyn Write) -> Result<DecryptOutcome> {
         let found = detect::find_cms(input)?;

@@ -40,20 +40,19 @@ pub struct UnwrapRequest<'a> {
 
 /// Unwraps `input` to its readable content.
 pub fn unwrap(module: &Module, input: &[u8], request: &UnwrapRequest<'_>) -> Result<UnwrapOutcome> {
-    unwrap_with(
-        &mut Decryptor::new(module, &request.decrypt),
-        input,
-        request,
-    )
+    let mut decryptor = Decryptor::new(module, &request.decrypt);
+    unwrap_with(&mut decryptor, input, request.trust, request.verify)
 }
 
-/// As [`unwrap`], with the sessions of `decryptor` (one login for a whole batch).
+/// As [`unwrap`], with the sessions of `decryptor` (one login for a whole batch); with
+/// `verify_signatures` false it reads on past signatures that do not hold, with a warning.
 pub fn unwrap_with(
     decryptor: &mut Decryptor<'_, '_>,
     input: &[u8],
-    request: &UnwrapRequest<'_>,
+    trust: &TrustStore,
+    verify_signatures: bool,
 ) -> Result<UnwrapOutcome> {
-    let callbacks = request.decrypt.login.callbacks;
+    let callbacks = decryptor.callbacks();
     let mut layers = Vec::new();
     let mut current = input.to_vec();
     for depth in 0..MAX_LAYERS {
@@ -81,14 +80,14 @@ pub fn unwrap_with(
                 current = plain.to_vec();
             }
             Layer::Signed => {
-                let outcome = verify(&current, None, request.trust)?;
+                let outcome = verify(&current, None, trust)?;
                 if !outcome.all_good {
                     let why = outcome
                         .signers
                         .iter()
                         .find_map(|s| s.problem.clone())
                         .unwrap_or_else(|| "no valid signer".into());
-                    if request.verify {
+                    if verify_signatures {
                         return Err(Error::SignatureInvalid(format!(
                             "layer {} is signed, and its signature does not hold: {why}",
                             depth + 1

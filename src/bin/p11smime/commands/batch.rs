@@ -10,6 +10,7 @@ use p11smime::smime::{
     self, BatchItem, BatchOptions, BatchProgress, DecryptRequest, Decryptor, ItemStatus,
 };
 use p11smime::token::KeySelector;
+use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
 
 /// A progress bar on stderr when it is a terminal (indicatif hides it otherwise), and the
@@ -48,11 +49,6 @@ pub fn run(args: DecryptArgs) -> Result<()> {
                 .into(),
         ));
     }
-    if args.unwrap {
-        return Err(Error::Usage(
-            "--unwrap does not work with --out-dir yet; decrypt one message at a time".into(),
-        ));
-    }
     if args.input.iter().any(|p| p == std::path::Path::new("-")) {
         return Err(Error::Usage("a batch reads files, not stdin".into()));
     }
@@ -72,6 +68,12 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         bar.set_style(style);
     }
     let progress = Progress { bar };
+    // --unwrap: every layer of every message, each signature verified against these anchors.
+    let trust = if args.unwrap {
+        Some(TrustStore::load(&args.ca, !args.no_system_ca)?)
+    } else {
+        None
+    };
     let mut decryptor = Decryptor::new(&module, &request);
     let (report, fatal) = smime::decrypt_batch(
         &mut decryptor,
@@ -79,6 +81,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         &BatchOptions {
             out_dir: &out_dir,
             message: args.message,
+            unwrap: trust.as_ref().map(|t| (t, !args.no_verify)),
         },
         &progress,
     )?;
