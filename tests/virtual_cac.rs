@@ -27,87 +27,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::pcsc::{Pcscd, SETTLE_LIMIT, reader, run_limited, virtual_readers};
-use common::{
-    PIN, SAMPLE, assert_fails, assert_plaintext, fixture, path_str, report, require, root, run_ok,
-    softhsm_module,
-};
+use common::pcsc::{Pcscd, reader, run_limited, virtual_readers};
+use common::virt_cac::{Bridge, CardFiles, opensc_module};
+use common::{PIN, SAMPLE, assert_fails, assert_plaintext, fixture, path_str, report, run_ok};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// The reader vpcd's first port is.
 const READER: &str = "Virtual PCD 00 00";
-/// The SoftHSM2 token behind the card (OpenSC shows the card under another label).
-const TOKEN_LABEL: &str = "p11smime virtual CAC";
-
-/// OpenSC's configuration for these tests: the CAC driver only (no other driver probes the
-/// card first), and nothing cached on disk (each test's card is new).
-const OPENSC_CONF: &str = "app default {
-    card_drivers = cac;
-    framework pkcs15 {
-        use_file_caching = no;
-    }
-}
-";
-
-/// OpenSC's PKCS#11 module, from the package opensc-pkcs11.
-fn opensc_module() -> PathBuf {
-    [
-        "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
-        "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so",
-        "/usr/lib64/opensc-pkcs11.so",
-        "/usr/lib/opensc-pkcs11.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("opensc-pkcs11.so (package opensc-pkcs11) is missing: run scripts/install-deps")
-}
-
-/// The bridge program, compiled once per test binary into Cargo's temporary directory (again
-/// whenever its source is newer than the binary).
-fn bridge_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let source = root().join("tests/support/virt_cac/virt_cac.c");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("virt_cac");
-        std::fs::create_dir_all(&dir).unwrap();
-        let binary = dir.join("virt_cac");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        if modified(&binary).is_some() && modified(&binary) >= modified(&source) {
-            return binary;
-        }
-        let gcc = require("gcc", "gcc");
-        let flags = Command::new(require("pkg-config", "pkg-config"))
-            .args(["--cflags", "--libs", "libcacard"])
-            .output()
-            .unwrap();
-        assert!(
-            flags.status.success(),
-            "libcacard is not installed (package libcacard-dev): run scripts/install-deps\n{}",
-            report(&flags)
-        );
-        let flags = String::from_utf8(flags.stdout).unwrap();
-        // Another test binary may compile at the same time: build under a name of our own,
-        // then rename (atomic) into place.
-        let partial = dir.join(format!("virt_cac.{}", std::process::id()));
-        run_ok(
-            Command::new(gcc)
-                .args(["-Wall", "-Wextra", "-O2", "-o"])
-                .arg(&partial)
-                .arg(&source)
-                .args(flags.split_whitespace()),
-        );
-        std::fs::rename(&partial, &binary).unwrap();
-        binary
-    })
-}
-
 /// The fixture certificate's serial number as p11smime prints it (upper-case hex).
 fn serial(cert: &str) -> String {
     let out = run_ok(
@@ -123,88 +51,27 @@ fn serial(cert: &str) -> String {
         .to_uppercase()
 }
 
-/// The bridge process, killed (and reaped) when dropped.
-struct Bridge {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Bridge {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The whole stack for one test. Dropped in field order: the bridge, then pcscd, then the
 /// directory with the token, the NSS database and the logs.
 struct VirtualCac {
     bridge: Bridge,
     pcscd: Pcscd,
-    /// The ATR libcacard gives its card, in upper-case hex.
-    atr: String,
+    files: CardFiles,
     dir: tempfile::TempDir,
 }
 
 impl VirtualCac {
     fn start() -> Self {
-        let bridge_binary = bridge_binary();
         let dir = tempfile::tempdir().unwrap();
-        let softhsm_conf = make_token(dir.path());
-        let nssdb = make_nss_db(dir.path());
-        std::fs::write(dir.path().join("opensc.conf"), OPENSC_CONF).unwrap();
-
+        let files = CardFiles::make(dir.path());
         let mut pcscd = Pcscd::start(true);
         pcscd.readers_when("the virtual readers", |l| virtual_readers(l).len() >= 2);
-
         // The bridge: stdout says how far it got, stderr (with every APDU) goes to a log.
-        let log = dir.path().join("virt_cac.log");
-        let child = Command::new(bridge_binary)
-            .arg(&nssdb)
-            .arg(pcscd.port.unwrap().to_string())
-            .env("SOFTHSM2_CONF", &softhsm_conf)
-            .env("VIRT_CAC_TRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut bridge = Bridge { child, log };
-        let stdout = bridge.child.stdout.take().unwrap();
-        let (lines, from_bridge) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if lines.send(line.unwrap_or_default()).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        let mut atr = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match from_bridge.recv_timeout(left) {
-                Ok(line) if line == "connected" => break,
-                Ok(line) => {
-                    if let Some(hex) = line.strip_prefix("atr: ") {
-                        atr = Some(hex.to_string());
-                    }
-                }
-                Err(e) => panic!(
-                    "the bridge did not plug its card into vpcd within {SETTLE_LIMIT:?} ({e}); \
-                     exit: {:?}; its log:\n{}",
-                    bridge.child.try_wait(),
-                    bridge.log()
-                ),
-            }
-        }
-        let atr = atr.expect("the bridge printed no ATR");
+        let bridge = Bridge::insert(
+            &files,
+            pcscd.port.unwrap(),
+            &dir.path().join("virt_cac.log"),
+        );
         pcscd.readers_when("the virtual CAC in its reader", |l| {
             l.iter()
                 .any(|r| r["name"] == READER && r["card_present"] == true)
@@ -212,7 +79,7 @@ impl VirtualCac {
         VirtualCac {
             bridge,
             pcscd,
-            atr,
+            files,
             dir,
         }
     }
@@ -222,7 +89,7 @@ impl VirtualCac {
     fn p11smime(&self, args: &[&str]) -> Output {
         let mut cmd = self.pcscd.command(args);
         cmd.env("P11SMIME_MODULE", opensc_module())
-            .env("OPENSC_CONF", self.dir.path().join("opensc.conf"))
+            .env("OPENSC_CONF", &self.files.opensc_conf)
             .env("TEST_PIN", PIN)
             .env("WRONG_PIN", "654321")
             .env_remove("P11SMIME_TOKEN")
@@ -263,88 +130,6 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A SoftHSM2 token in `DIR/softhsm` with a removable slot and alice's RSA keys, each key and
-/// its certificate under one CKA_ID; returns its SOFTHSM2_CONF.
-fn make_token(dir: &Path) -> PathBuf {
-    let tokens = dir.join("softhsm/tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm/softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
-             slots.removable = true\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    run_ok(
-        Command::new(require("softhsm2-util", "softhsm2"))
-            .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", TOKEN_LABEL])
-            .args(["--pin", PIN, "--so-pin", "12345678"]),
-    );
-    let pkcs11_tool = require("pkcs11-tool", "opensc");
-    let write = |args: &[&str], file: PathBuf| {
-        run_ok(
-            Command::new(&pkcs11_tool)
-                .env("SOFTHSM2_CONF", &conf)
-                .arg("--module")
-                .arg(softhsm_module())
-                .args(["--token-label", TOKEN_LABEL, "--login", "--pin", PIN])
-                .arg("--write-object")
-                .arg(file)
-                .args(args),
-        );
-    };
-    for (id, name, usage) in [
-        ("01", "alice-sign", "--usage-sign"),
-        ("02", "alice-enc", "--usage-decrypt"),
-        ("03", "alice-retired", "--usage-decrypt"),
-    ] {
-        let key = fixture(&format!("{name}.key.pem"));
-        write(
-            &[
-                "--type",
-                "privkey",
-                "--id",
-                id,
-                "--label",
-                name,
-                "--sensitive",
-                usage,
-            ],
-            key,
-        );
-        write(
-            &["--type", "cert", "--id", id, "--label", name],
-            fixture(&format!("{name}.pem")),
-        );
-    }
-    conf
-}
-
-/// An NSS database in `DIR/nssdb` that loads SoftHSM2, whose removable slot libcacard then
-/// turns into a card; returns its directory.
-fn make_nss_db(dir: &Path) -> PathBuf {
-    let db = dir.join("nssdb");
-    std::fs::create_dir(&db).unwrap();
-    let sql = format!("sql:{}", db.display());
-    let modutil = require("modutil", "libnss3-tools");
-    run_ok(
-        Command::new(&modutil)
-            .args(["-create", "-force", "-dbdir", &sql])
-            .stdin(Stdio::null()),
-    );
-    run_ok(
-        Command::new(&modutil)
-            .args(["-add", "SoftHSM2", "-force", "-dbdir", &sql, "-libfile"])
-            .arg(softhsm_module())
-            .stdin(Stdio::null()),
-    );
-    db
-}
-
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", report(out)))
@@ -371,7 +156,7 @@ fn the_card_is_seen_as_a_cac_with_alices_certificates() {
     let list = json(&cac.p11smime_ok(&["readers", "--json"]));
     let card = reader(list.as_array().unwrap(), READER);
     assert_eq!(card["card_present"], true, "{card}");
-    assert_eq!(card["atr"], cac.atr.as_str(), "{card}");
+    assert_eq!(card["atr"], cac.bridge.atr.as_str(), "{card}");
     assert_eq!(card["card_type"], "unknown", "{card}");
     assert_eq!(card["card_mute"], false, "{card}");
     let text = String::from_utf8(cac.p11smime_ok(&["readers"]).stdout).unwrap();

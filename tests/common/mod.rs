@@ -15,6 +15,8 @@ pub mod nss;
 pub mod pcsc;
 pub mod pki;
 pub mod verdict;
+#[cfg(target_os = "linux")]
+pub mod virt_cac;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -81,7 +81,9 @@ fn remedy(error: &Error) -> Option<String> {
                 .into()
         }
         Error::ModuleLoad { .. } => "check that --module names a PKCS#11 library (.so/.dylib) for this machine".into(),
-        Error::Token(_) => "`p11smime tokens` lists what the module sees".into(),
+        Error::Token(_) => {
+            "check the card is in the reader (`p11smime readers`); `p11smime tokens` lists what the module sees".into()
+        }
         Error::Reader(e) => return reader_remedy(e),
         Error::SignatureInvalid(_) => {
             "do not rely on this message's origin or content; the lines above say which signer failed and why"
