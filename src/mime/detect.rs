@@ -175,8 +175,28 @@ pub fn layer(input: &[u8]) -> Layer {
 
 /// True when `input` carries encrypted S/MIME anywhere `decrypt` would find it (a message body,
 /// an smime.p7m attachment, or a bare CMS object).
+///
+/// S/MIME that cannot be read (truncated, bad base64) counts as encrypted too, so that a batch
+/// tries it and reports the damage instead of passing it on as if it were plain mail; only
+/// signed-only S/MIME and mail without S/MIME are not.
 pub fn has_encrypted_part(input: &[u8]) -> bool {
-    find_cms(input).is_ok_and(|f| cms_layer(&f.cms) == Layer::Encrypted)
+    match find_cms(input) {
+        Ok(found) => match crate::cms::envelope::content_info(&found.cms) {
+            Ok((oid, _)) => {
+                oid == crate::cms::oids::ENVELOPED_DATA
+                    || oid == crate::cms::oids::AUTH_ENVELOPED_DATA
+            }
+            Err(_) => true,
+        },
+        Err(_) => looks_like_smime(input),
+    }
+}
+
+/// An S/MIME part by its content type or name, whether or not its content can be read.
+fn looks_like_smime(input: &[u8]) -> bool {
+    MessageParser::default()
+        .parse(input)
+        .is_some_and(|m| m.parts.iter().any(|p| is_smime_part(p)))
 }
 
 fn cms_layer(cms: &[u8]) -> Layer {

@@ -59,6 +59,27 @@ impl<'c> Token<'c> {
         &self.info
     }
 
+    /// True when the token is no longer in its slot (a card pulled out). The slot list is asked
+    /// for, not the slot's cached info: that is what makes OpenSC look at the reader again.
+    /// Only called after a failure, so the short waits (for the reader service to notice a
+    /// removal) never slow the normal path.
+    fn token_gone(&self) -> bool {
+        for attempt in 0..4 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+            let present = self
+                .ctx
+                .get_slots_with_token()
+                .is_ok_and(|slots| slots.contains(&self.slot))
+                && self.ctx.get_token_info(self.slot).is_ok();
+            if !present {
+                return true;
+            }
+        }
+        false
+    }
+
     fn fresh_flags(&self) -> PinFlags {
         self.ctx
             .get_token_info(self.slot)
@@ -176,6 +197,12 @@ impl<'c> Token<'c> {
         let key = self.private_key(id)?;
         match self.session.decrypt(mechanism, key, data) {
             Ok(plain) => Ok(Zeroizing::new(plain)),
+            // A card pulled out mid-operation often answers with a generic error (OpenSC:
+            // CKR_GENERAL_ERROR); ask the slot before calling the message damaged.
+            Err(e) if self.token_gone() => Err(KeyError::Backend(Error::Token(format!(
+                "the token went away ({}): check that the card is in the reader, then run the command again",
+                super::module::short_error(&e)
+            )))),
             Err(cryptoki::error::Error::Pkcs11(
                 RvError::EncryptedDataInvalid
                 | RvError::EncryptedDataLenRange
