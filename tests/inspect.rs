@@ -6,25 +6,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::process::{Command, Stdio};
-
-fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 const MAIL: &[u8] = b"Content-Type: text/plain\n\nhi\n";
 
@@ -60,7 +41,7 @@ fn inspect(token: &TestToken, msg: &[u8], extra: &[&str]) -> (Value, usize) {
 #[test]
 fn encrypted_message_names_its_recipients_and_the_matching_certificates() {
     let token = TestToken::new();
-    let msg = openssl(
+    let msg = openssl_piped(
         &[
             "cms",
             "-encrypt",
@@ -115,7 +96,7 @@ fn signed_layers_are_verified_and_read_through() {
         "-inkey",
         path_str(&key),
     ];
-    let signed = openssl(&signer, MAIL);
+    let signed = openssl_piped(&signer, MAIL);
     let (layers, _) = inspect(&token, &signed, &[]);
     assert_eq!(layers.as_array().unwrap().len(), 2, "{layers}");
     assert_eq!(layers[0]["layer"], "signed");
@@ -125,7 +106,7 @@ fn signed_layers_are_verified_and_read_through() {
     assert_eq!(layers[1]["layer"], "content");
     assert_eq!(layers[1]["content_type"], "text/plain");
     // Signed, then encrypted inside: the encrypted layer is as deep as inspect goes.
-    let enc = openssl(
+    let enc = openssl_piped(
         &[
             "cms",
             "-encrypt",
@@ -134,7 +115,7 @@ fn signed_layers_are_verified_and_read_through() {
         ],
         MAIL,
     );
-    let outer = openssl(&signer, &enc);
+    let outer = openssl_piped(&signer, &enc);
     let (layers, logins) = inspect(&token, &outer, &[]);
     assert_eq!(logins, 0);
     let kinds: Vec<&str> = layers
@@ -149,7 +130,7 @@ fn signed_layers_are_verified_and_read_through() {
 #[test]
 fn without_a_token_the_message_is_still_described() {
     let token = TestToken::new();
-    let msg = openssl(
+    let msg = openssl_piped(
         &[
             "cms",
             "-encrypt",

@@ -9,29 +9,10 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 const MAIL: &str = "From: alice@example.test\nTo: bob@example.test\nSubject: Nested\n\
 Date: Sun, 22 Nov 2026 05:00:00 +0000\nMessage-ID: <n1@example.test>\n\
 Content-Type: text/plain; charset=utf-8\n\nInner text.\n";
-
-fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn sign_opts(extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ["cms", "-sign", "-signer"]
@@ -139,8 +120,8 @@ fn signed_then_encrypted_by_p11smime() {
 #[test]
 fn encrypted_then_signed_by_openssl_and_a_bad_signature_stops() {
     let token = TestToken::new();
-    let enc = openssl(&strs(&encrypt_opts()), MAIL.as_bytes());
-    let signed = openssl(&strs(&sign_opts(&[])), &enc);
+    let enc = openssl_piped(&strs(&encrypt_opts()), MAIL.as_bytes());
+    let signed = openssl_piped(&strs(&sign_opts(&[])), &enc);
     let msg = write(&token, "es.eml", &signed);
     let all = decrypt(&token, &msg, &["--unwrap"]);
     assert!(
@@ -204,8 +185,8 @@ fn encrypted_then_signed_by_openssl_and_a_bad_signature_stops() {
 fn opaque_signed_inside_encrypted_and_triple_wrap() {
     let token = TestToken::new();
     // Opaque signed-data inside an encryption layer.
-    let opaque = openssl(&strs(&sign_opts(&["-nodetach"])), MAIL.as_bytes());
-    let enc = openssl(&strs(&encrypt_opts()), &opaque);
+    let opaque = openssl_piped(&strs(&sign_opts(&["-nodetach"])), MAIL.as_bytes());
+    let enc = openssl_piped(&strs(&encrypt_opts()), &opaque);
     let msg = write(&token, "opaque-in-enc.eml", &enc);
     let all = decrypt(&token, &msg, &["--unwrap"]);
     assert!(
@@ -215,9 +196,9 @@ fn opaque_signed_inside_encrypted_and_triple_wrap() {
     );
     assert_eq!(text_of(&all.stdout), "Inner text.\n");
     // Triple wrap: signed, encrypted, signed again.
-    let inner = openssl(&strs(&sign_opts(&[])), MAIL.as_bytes());
-    let enc = openssl(&strs(&encrypt_opts()), &inner);
-    let outer = openssl(&strs(&sign_opts(&[])), &enc);
+    let inner = openssl_piped(&strs(&sign_opts(&[])), MAIL.as_bytes());
+    let enc = openssl_piped(&strs(&encrypt_opts()), &inner);
+    let outer = openssl_piped(&strs(&sign_opts(&[])), &enc);
     let msg = write(&token, "triple.eml", &outer);
     let all = decrypt(&token, &msg, &["--unwrap"]);
     assert!(
@@ -235,7 +216,7 @@ fn opaque_signed_inside_encrypted_and_triple_wrap() {
 fn a_forwarded_encrypted_attachment_is_one_layer() {
     use base64::Engine;
     let token = TestToken::new();
-    let enc = openssl(
+    let enc = openssl_piped(
         &[
             "cms",
             "-encrypt",

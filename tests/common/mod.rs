@@ -163,6 +163,25 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
+/// `openssl ARGS` with `input` on stdin; its stdout, insisting it worked.
+pub fn openssl_piped(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(require("openssl", "openssl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs a peer command and insists it worked.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
