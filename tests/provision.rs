@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::pki::{Ca, ec_key, openssl};
+use common::pki::{Ca, ec_key, openssl, rsa_key};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -57,44 +57,8 @@ struct Identities {
 /// A certificate for a new `alg` key ("rsa" or "ec"), issued by `ca` with the extensions `ext`
 /// (and `extra` options for `openssl ca`). Returns (certificate, key).
 fn issue(ca: &Ca, name: &str, alg: &str, ext: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
-    let key = ca.dir.join(format!("{name}.key.pem"));
-    let csr = ca.dir.join(format!("{name}.csr"));
-    let cert = ca.dir.join(format!("{name}.pem"));
-    let extfile = ca.dir.join(format!("{name}.ext"));
-    std::fs::write(&extfile, format!("[ext]\n{ext}")).unwrap();
-    if alg == "rsa" {
-        run_ok(
-            openssl()
-                .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
-                .args(["rsa_keygen_bits:2048", "-out"])
-                .arg(&key),
-        );
-    } else {
-        ec_key(&key);
-    }
-    run_ok(
-        openssl()
-            .args(["req", "-new", "-config"])
-            .arg(ca.dir.join("req.cnf"))
-            .args(["-subj", USER, "-key"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&csr),
-    );
-    run_ok(
-        openssl()
-            .args(["ca", "-batch", "-notext", "-config"])
-            .arg(ca.dir.join("ca.cnf"))
-            .arg("-extfile")
-            .arg(&extfile)
-            .args(["-extensions", "ext"])
-            .args(extra)
-            .arg("-in")
-            .arg(&csr)
-            .arg("-out")
-            .arg(&cert),
-    );
-    (cert, key)
+    let make_key = if alg == "rsa" { rsa_key } else { ec_key };
+    ca.issue_with_key(name, USER, ext, extra, make_key)
 }
 
 /// `openssl pkcs12 -export` of `cert` and `key` with `P12_PASS` and `opts`.

@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::pcsc::{Pcscd, reader, virtual_readers};
+use common::pcsc::reader;
 use common::report;
-use common::virt_cac::{Bridge, CardFiles, READER};
+use common::virt_cac::{CardFiles, READER, plug_in};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,8 @@ const REMOVAL_LIMIT: Duration = Duration::from_secs(5);
 fn readers_shows_the_card_leave() {
     let dir = tempfile::tempdir().unwrap();
     let files = CardFiles::make(dir.path());
-    let mut pcscd = Pcscd::start(true);
-    pcscd.readers_when("the virtual readers", |l| virtual_readers(l).len() >= 2);
-    let bridge = Bridge::insert(&files, pcscd.port.unwrap(), &dir.path().join("bridge.log"));
-    let list = pcscd.readers_when("the virtual CAC in its reader", |l| {
-        l.iter()
-            .any(|r| r["name"] == READER && r["card_present"] == true)
-    });
+    let (mut pcscd, bridge) = plug_in(&files, dir.path());
+    let list = pcscd.readers_when("the virtual CAC in its reader", |l| !l.is_empty());
     assert_eq!(reader(&list, READER)["card_present"], true, "{list:?}");
 
     drop(bridge);

@@ -27,8 +27,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::pcsc::{Pcscd, reader, run_limited, virtual_readers};
-use common::virt_cac::{Bridge, CardFiles, opensc_module};
+use common::pcsc::{Pcscd, reader, run_limited};
+use common::virt_cac::{Bridge, CardFiles, opensc_module, plug_in};
 use common::{PIN, SAMPLE, assert_fails, assert_plaintext, fixture, path_str, report, run_ok};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -64,18 +64,7 @@ impl VirtualCac {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let files = CardFiles::make(dir.path());
-        let mut pcscd = Pcscd::start(true);
-        pcscd.readers_when("the virtual readers", |l| virtual_readers(l).len() >= 2);
-        // The bridge: stdout says how far it got, stderr (with every APDU) goes to a log.
-        let bridge = Bridge::insert(
-            &files,
-            pcscd.port.unwrap(),
-            &dir.path().join("virt_cac.log"),
-        );
-        pcscd.readers_when("the virtual CAC in its reader", |l| {
-            l.iter()
-                .any(|r| r["name"] == READER && r["card_present"] == true)
-        });
+        let (pcscd, bridge) = plug_in(&files, dir.path());
         VirtualCac {
             bridge,
             pcscd,

@@ -9,8 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::pcsc::{Pcscd, run_limited, virtual_readers};
-use common::virt_cac::{Bridge, CardFiles, READER, opensc_module};
+use common::pcsc::{Pcscd, run_limited};
+use common::virt_cac::{Bridge, CardFiles, opensc_module, plug_in};
 use common::{PIN, fixture, path_str, report, run_ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -29,17 +29,7 @@ impl Stack {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let files = CardFiles::make(dir.path());
-        let mut pcscd = Pcscd::start(true);
-        pcscd.readers_when("the virtual readers", |l| virtual_readers(l).len() >= 2);
-        let bridge = Bridge::insert(
-            &files,
-            pcscd.port.unwrap(),
-            &dir.path().join("virt_cac.log"),
-        );
-        pcscd.readers_when("the virtual CAC in its reader", |l| {
-            l.iter()
-                .any(|r| r["name"] == READER && r["card_present"] == true)
-        });
+        let (pcscd, bridge) = plug_in(&files, dir.path());
         Stack {
             bridge: Some(bridge),
             pcscd,

@@ -197,12 +197,6 @@ impl<'c> Token<'c> {
         let key = self.private_key(id)?;
         match self.session.decrypt(mechanism, key, data) {
             Ok(plain) => Ok(Zeroizing::new(plain)),
-            // A card pulled out mid-operation often answers with a generic error (OpenSC:
-            // CKR_GENERAL_ERROR); ask the slot before calling the message damaged.
-            Err(e) if self.token_gone() => Err(KeyError::Backend(Error::Token(format!(
-                "the token went away ({}): check that the card is in the reader, then run the command again",
-                super::module::short_error(&e)
-            )))),
             Err(cryptoki::error::Error::Pkcs11(
                 RvError::EncryptedDataInvalid
                 | RvError::EncryptedDataLenRange
@@ -210,7 +204,27 @@ impl<'c> Token<'c> {
                 | RvError::DataLenRange,
                 _,
             )) => Err(KeyError::Failed),
-            Err(e) => Err(KeyError::Backend(pkcs11_error(&e))),
+            Err(e) => Err(KeyError::Backend(self.failure(&e))),
+        }
+    }
+
+    fn sign_failure(&self, step: SignStep) -> KeyError {
+        match step {
+            SignStep::Token(e) => KeyError::Backend(self.failure(&e)),
+            SignStep::Login(e) => KeyError::Backend(e),
+        }
+    }
+
+    /// The error for a failed private-key operation. A card pulled out mid-operation often
+    /// answers with a generic error (OpenSC: CKR_GENERAL_ERROR), so the slot is asked first.
+    fn failure(&self, e: &cryptoki::error::Error) -> Error {
+        if self.token_gone() {
+            Error::Token(format!(
+                "the token went away ({}): check that the card is in the reader, then run the command again",
+                super::module::short_error(e)
+            ))
+        } else {
+            pkcs11_error(e)
         }
     }
 }
@@ -310,15 +324,6 @@ fn digest_info_prefix(hash: HashAlg) -> &'static [u8] {
 enum SignStep {
     Token(cryptoki::error::Error),
     Login(Error),
-}
-
-impl From<SignStep> for KeyError {
-    fn from(step: SignStep) -> Self {
-        match step {
-            SignStep::Token(e) => KeyError::Backend(pkcs11_error(&e)),
-            SignStep::Login(e) => KeyError::Backend(e),
-        }
-    }
 }
 
 fn mechanism_for(hash: HashAlg) -> (MechanismType, PkcsMgfType) {
@@ -444,11 +449,11 @@ impl KeyBackend for Token<'_> {
                     | RvError::FunctionNotSupported,
                     _,
                 ))) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.sign_failure(e)),
             }
         }
         self.sign_once(&bare, key, always, &bare_input)
-            .map_err(KeyError::from)
+            .map_err(|e| self.sign_failure(e))
     }
 
     fn ecdh(
@@ -482,7 +487,7 @@ impl KeyBackend for Token<'_> {
                 RvError::KeyTypeInconsistent | RvError::MechanismParamInvalid,
                 _,
             )) => Err(KeyError::Failed),
-            Err(e) => Err(KeyError::Backend(pkcs11_error(&e))),
+            Err(e) => Err(KeyError::Backend(self.failure(&e))),
         }
     }
 

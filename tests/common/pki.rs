@@ -24,6 +24,16 @@ pub fn ec_key(path: &Path) {
     );
 }
 
+/// A new RSA-2048 key in `path`.
+pub fn rsa_key(path: &Path) {
+    run_ok(
+        openssl()
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+            .args(["rsa_keygen_bits:2048", "-out"])
+            .arg(path),
+    );
+}
+
 /// A CA with its own `openssl ca` database, configuration and key.
 pub struct Ca {
     pub dir: PathBuf,
@@ -104,8 +114,8 @@ impl Ca {
         }
     }
 
-    /// A certificate for `subject` on a new key, with the extensions `ext` (one section),
-    /// issued by `openssl ca` (with `extra` options). Returns (certificate, key).
+    /// A certificate for `subject` on a new EC P-256 key, with the extensions `ext` (one
+    /// section), issued by `openssl ca` (with `extra` options). Returns (certificate, key).
     pub fn issue(
         &self,
         name: &str,
@@ -113,12 +123,24 @@ impl Ca {
         ext: &str,
         extra: &[&str],
     ) -> (PathBuf, PathBuf) {
+        self.issue_with_key(name, subject, ext, extra, ec_key)
+    }
+
+    /// As [`Ca::issue`], with the key made by `make_key` (e.g. [`rsa_key`]).
+    pub fn issue_with_key(
+        &self,
+        name: &str,
+        subject: &str,
+        ext: &str,
+        extra: &[&str],
+        make_key: fn(&Path),
+    ) -> (PathBuf, PathBuf) {
         let key = self.dir.join(format!("{name}.key.pem"));
         let csr = self.dir.join(format!("{name}.csr"));
         let cert = self.dir.join(format!("{name}.pem"));
         let extfile = self.dir.join(format!("{name}.ext"));
         std::fs::write(&extfile, format!("[ext]\n{ext}")).unwrap();
-        ec_key(&key);
+        make_key(&key);
         run_ok(
             openssl()
                 .args(["req", "-new", "-config"])

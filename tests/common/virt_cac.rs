@@ -8,7 +8,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use super::pcsc::SETTLE_LIMIT;
+use super::pcsc::{Pcscd, SETTLE_LIMIT, virtual_readers};
 use super::{PIN, fixture, report, require, root, run_ok, softhsm_module};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -255,4 +255,17 @@ impl Drop for Bridge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A pcscd of the test's own with vpcd's virtual readers, and the card made from `files`
+/// plugged into the first one (its log in `dir`); returns once the reader shows the card.
+pub fn plug_in(files: &CardFiles, dir: &Path) -> (Pcscd, Bridge) {
+    let mut pcscd = Pcscd::start(true);
+    pcscd.readers_when("the virtual readers", |l| virtual_readers(l).len() >= 2);
+    let bridge = Bridge::insert(files, pcscd.port.unwrap(), &dir.join("virt_cac.log"));
+    pcscd.readers_when("the virtual CAC in its reader", |l| {
+        l.iter()
+            .any(|r| r["name"] == READER && r["card_present"] == true)
+    });
+    (pcscd, bridge)
 }
