@@ -109,6 +109,14 @@ pub enum Error {
     /// A batch finished, and some of its items failed (each was reported).
     #[error("{0}")]
     BatchFailed(String),
+
+    /// The session agent refused, failed or went away.
+    #[error("{0}")]
+    Agent(String),
+
+    /// `agent status` found no agent running.
+    #[error("no agent is running (socket {0})")]
+    NoAgent(String),
 }
 
 impl Error {
@@ -116,12 +124,13 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Io { .. } => exit::OTHER,
+            Error::Io { .. } | Error::NoAgent(_) => exit::OTHER,
             Error::BadInput(_) | Error::Unsupported(_) | Error::DecryptFailed => exit::BAD_INPUT,
             Error::NoMatchingRecipient { .. } | Error::KeyNotFound(_) => exit::NO_KEY,
             Error::ModuleNotFound { .. }
             | Error::ModuleLoad { .. }
             | Error::Token(_)
+            | Error::Agent(_)
             | Error::Pkcs11 { .. }
             | Error::Reader(_)
             | Error::Problems(_) => exit::TOKEN,

@@ -139,4 +139,25 @@ pub trait KeyBackend {
         let _ = (key_id, peer_point);
         Err(KeyError::Unsupported("ECDH key agreement".into()))
     }
+
+    /// Logs in now rather than at the first private-key operation (a PIN is asked if needed);
+    /// for a token whose private keys are hidden until then. Backends without a login do
+    /// nothing.
+    fn login(&mut self) -> Result<(), crate::Error> {
+        Ok(())
+    }
+
+    /// Opens one recipient's wrapped content-encryption key whole, on the backend's side.
+    ///
+    /// `None`, the default, means the CMS layer runs the recipe itself through the primitives
+    /// above (what a token or software keys want). The session agent answers it whole, so
+    /// that no raw RSA result or ECDH secret ever leaves it: only the content key does.
+    fn unwrap_recipient(
+        &mut self,
+        key: &KeyCertificate,
+        recipient: &crate::cms::recipient::Recipient,
+    ) -> Option<Result<Zeroizing<Vec<u8>>, crate::Error>> {
+        let _ = (key, recipient);
+        None
+    }
 }

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod certinfo;
 pub mod certstore;
 pub mod cms;

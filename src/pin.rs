@@ -92,7 +92,7 @@ pub fn read_pin(source: &PinSource) -> Result<SecretString> {
             })?;
             first_line(text)?
         }
-        PinSource::Fd(fd) => first_line(read_fd(*fd)?)?,
+        PinSource::Fd(fd) => return read_fd_once(*fd),
         PinSource::Prompt | PinSource::Pinpad => {
             return Err(Error::PinUnavailable(
                 "this PIN source is interactive".into(),
@@ -105,6 +105,39 @@ pub fn read_pin(source: &PinSource) -> Result<SecretString> {
         ));
     }
     Ok(SecretString::from(pin))
+}
+
+/// The PIN a descriptor gave, kept for this run: a descriptor can be read only once, and one
+/// run may need the PIN twice (to start the session agent, then for a signing key that wants
+/// it again). Dropped, and so zeroized, by [`forget_pins`].
+static FD_PIN: std::sync::Mutex<Option<(i32, SecretString)>> = std::sync::Mutex::new(None);
+
+fn read_fd_once(fd: i32) -> Result<SecretString> {
+    let mut kept = FD_PIN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((kept_fd, pin)) = kept.as_ref()
+        && *kept_fd == fd
+    {
+        return Ok(pin.clone());
+    }
+    let pin = first_line(read_fd(fd)?)?;
+    if pin.is_empty() {
+        return Err(Error::PinUnavailable(
+            "the PIN source gave an empty PIN".into(),
+        ));
+    }
+    let pin = SecretString::from(pin);
+    *kept = Some((fd, pin.clone()));
+    Ok(pin)
+}
+
+/// Zeroizes the PIN kept from a descriptor; the binary calls it before it exits.
+pub fn forget_pins() {
+    let mut kept = FD_PIN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *kept = None;
 }
 
 /// The first line without its newline; the buffer is zeroized.

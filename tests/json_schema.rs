@@ -26,6 +26,7 @@ const DOCUMENTS: &[&str] = &[
     "decrypt-batch",
     "sign",
     "encrypt",
+    "agent-status",
 ];
 
 /// A documented type: `string`, `integer`, `boolean`, `object`, `array of strings`,
@@ -472,6 +473,11 @@ fn token_commands_match_the_doc() {
         .concat(),
     ));
     add("decrypt-batch", json(&out, &[8], "decrypt --out-dir"));
+
+    run(&mut token.p11smime(&[&["agent", "start"][..], &pin].concat()));
+    let out = run(&mut token.p11smime(&["agent", "status", "--json"]));
+    add("agent-status", json(&out, &[0], "agent status"));
+    run(&mut token.p11smime(&["agent", "stop"]));
 
     let tables = doc_tables();
     let problems = check_tables(&tables, &outputs);

@@ -194,6 +194,8 @@ fn expand(command: &str, subs: &[(char, &str)]) -> String {
 struct Mutt {
     token: TestToken,
     home: PathBuf,
+    /// More environment for the commands (pkcs11-spy).
+    extra_env: std::cell::RefCell<Vec<(String, PathBuf)>>,
 }
 
 impl Mutt {
@@ -208,7 +210,11 @@ impl Mutt {
         std::fs::create_dir_all(home.join(".smime/certificates")).unwrap();
         std::fs::create_dir_all(home.join(".smime/keys")).unwrap();
         std::fs::copy(ca, home.join(".smime/ca-bundle.crt")).unwrap();
-        Mutt { token, home }
+        Mutt {
+            token,
+            home,
+            extra_env: Default::default(),
+        }
     }
 
     /// A correspondent's certificate in mutt's store, under a hash-like name as smime_keys
@@ -238,6 +244,10 @@ impl Mutt {
             .env("P11SMIME_MODULE", softhsm_module())
             .env_remove("P11SMIME_TOKEN")
             .env_remove("P11SMIME_CERT_DIR")
+            // The test's own agent socket (the recipes start an agent: `--agent auto`).
+            .env("P11SMIME_AGENT_SOCKET", self.token.agent_socket())
+            .env_remove("P11SMIME_AGENT")
+            .envs(self.extra_env.borrow().iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -385,14 +395,16 @@ fn decrypt_gives_the_exact_entity_and_nothing_after_a_failure() {
         &["-aes256", "-outform", "DER"],
         &["alice-enc.pem"],
     );
-    let out = mutt.decrypt(&msg, PIN);
-    assert_plaintext(&out, &entity, "decrypt recipe");
-
-    // A wrong PIN: one failed login, no output (mutt: "Decryption failed", PIN forgotten).
+    // A wrong PIN: one failed login, no output (mutt: "Decryption failed", PIN forgotten),
+    // and no agent started with it.
     let out = mutt.decrypt(&msg, "000000");
     let stderr = assert_fails(&out, 5, "decrypt recipe, wrong PIN");
     assert!(out.stdout.is_empty());
     assert!(!stderr.contains("000000"), "{stderr}");
+    assert!(!mutt.token.agent_socket().exists());
+
+    let out = mutt.decrypt(&msg, PIN);
+    assert_plaintext(&out, &entity, "decrypt recipe");
 
     // A message for someone else: no key on the token, no output.
     let for_bob = openssl_encrypt(
@@ -725,4 +737,70 @@ fn signer_cert(mutt: &Mutt, message: &Path) -> String {
     let pem = std::fs::read_to_string(&cert).unwrap();
     assert!(!pem.is_empty(), "no certificate written: {}", report(&out));
     pem
+}
+
+/// The recipes through the session agent, as mutt runs them for a sitting: mutt passes its
+/// cached PIN to every command, and the card sees it once. A signature with the CAC-style
+/// signing key (CKA_ALWAYS_AUTHENTICATE) still presents the PIN for itself, from mutt.
+#[test]
+fn a_sitting_of_mail_is_one_login_through_the_agent() {
+    let mutt = Mutt::new();
+    let dir = mutt.token.dir.path();
+    let log = mutt.token.path("spy.log");
+    mutt.extra_env.borrow_mut().extend([
+        ("P11SMIME_MODULE".to_string(), spy_module()),
+        ("PKCS11SPY".to_string(), softhsm_module()),
+        ("PKCS11SPY_OUTPUT".to_string(), log.clone()),
+    ]);
+    let entity = crlf(&mutt_entity());
+    let rsa = openssl_encrypt(
+        dir,
+        &entity,
+        &["-aes256", "-outform", "DER"],
+        &["alice-enc.pem"],
+    );
+    let ec = openssl_encrypt(
+        dir,
+        &entity,
+        &["-aes128", "-outform", "DER"],
+        &["alice-ec.pem"],
+    );
+    for i in 0..20 {
+        let msg = if i % 2 == 0 { &rsa } else { &ec };
+        assert_plaintext(&mutt.decrypt(msg, PIN), &entity, &format!("message {i}"));
+    }
+    // mutt has forgotten the PIN (^F) and the user just pressed Enter: the agent still serves.
+    assert_plaintext(
+        &mutt.decrypt(&rsa, ""),
+        &entity,
+        "after <forget-passphrase>",
+    );
+    let (file, signature) = mutt.sign(&mutt_entity());
+    let out = openssl_cms_verify(&[
+        "-content",
+        path_str(&file),
+        "-inform",
+        "DER",
+        "-in",
+        path_str(&mutt.token.write("sitting.sig", &signature)),
+    ]);
+    assert!(out.status.success(), "{}", report(&out));
+
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let user_logins = calls
+        .split("C_Login")
+        .skip(1)
+        .filter(|call| call.lines().take(4).any(|l| l.contains("CKU_USER")))
+        .count();
+    assert_eq!(user_logins, 1, "one user login for the sitting");
+    assert_eq!(
+        count_calls(&calls, "C_Login"),
+        2,
+        "and one for the signature"
+    );
+    let _ = mutt
+        .token
+        .p11smime(&["agent", "stop"])
+        .env("P11SMIME_MODULE", spy_module())
+        .output();
 }

@@ -256,6 +256,9 @@ pub fn unwrap_key(
     key: &KeyCertificate,
     recipient: &Recipient,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    if let Some(done) = backend.unwrap_recipient(key, recipient) {
+        return done;
+    }
     match &recipient.wrap {
         KeyWrap::Rsa(padding) => unwrap_rsa(backend, &key.id, padding, &recipient.encrypted_key),
         KeyWrap::Ecdh(agreement) => {

@@ -74,6 +74,7 @@ fn is_fatal(e: &Error) -> bool {
             | Error::PinUnavailable(_)
             | Error::LoginFailed(_)
             | Error::Token(_)
+            | Error::Agent(_)
             | Error::Pkcs11 { .. }
             | Error::ModuleNotFound { .. }
             | Error::ModuleLoad { .. }

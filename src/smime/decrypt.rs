@@ -1,12 +1,13 @@
 //! `decrypt`: find the CMS object, match recipients to the token's certificates (before any
 //! PIN), unwrap the key on the token and stream the content out.
 
+use super::keys::KeyAccess;
 use crate::cms::envelope::Envelope;
 use crate::cms::{self, DecryptReport, KeyChoice};
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};
 use crate::mime::detect::{self, InputForm};
-use crate::token::{KeySelector, LoginOptions, Module, Token, TokenSelector};
+use crate::token::{KeySelector, LoginOptions, TokenSelector};
 use std::io::Write;
 
 /// What a decryption found and used.
@@ -26,39 +27,39 @@ pub struct DecryptRequest<'a> {
     pub login: LoginOptions<'a>,
 }
 
-/// Decrypts `input` (CMS in any form, or a mail message) with a key on a token of `module`,
-/// writing the content to `out`.
+/// Decrypts `input` (CMS in any form, or a mail message) with a key reached through `keys` (a
+/// token of a module, or the session agent), writing the content to `out`.
 ///
 /// The token is the one selected, else the one holding a certificate that matches a recipient.
 /// No PIN is asked until a matching certificate has been found.
-pub fn decrypt(
-    module: &Module,
+pub fn decrypt<'k>(
+    keys: impl Into<KeyAccess<'k>>,
     input: &[u8],
     request: &DecryptRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<DecryptOutcome> {
-    Decryptor::new(module, request).decrypt(input, out)
+    Decryptor::new(keys.into(), request).decrypt(input, out)
 }
 
 /// Decrypts one message after another with the same open sessions, so that a batch costs one
 /// login: tokens are opened and their certificates read once, the login happens at the first
 /// private-key operation and holds for the rest.
-pub struct Decryptor<'m, 'r> {
-    module: &'m Module,
+pub struct Decryptor<'m: 'r, 'r> {
+    keys: KeyAccess<'m>,
     request: &'r DecryptRequest<'r>,
     tokens: Option<Vec<OpenToken<'r>>>,
 }
 
 struct OpenToken<'c> {
     name: String,
-    token: Token<'c>,
+    token: Box<dyn KeyBackend + 'c>,
     certs: Vec<KeyCertificate>,
 }
 
-impl<'m, 'r> Decryptor<'m, 'r> {
-    pub fn new(module: &'m Module, request: &'r DecryptRequest<'r>) -> Self {
+impl<'m: 'r, 'r> Decryptor<'m, 'r> {
+    pub fn new(keys: KeyAccess<'m>, request: &'r DecryptRequest<'r>) -> Self {
         Decryptor {
-            module,
+            keys,
             request,
             tokens: None,
         }
@@ -67,25 +68,25 @@ impl<'m, 'r> Decryptor<'m, 'r> {
     fn open_tokens(&mut self) -> Result<&mut Vec<OpenToken<'r>>> {
         if self.tokens.is_none() {
             let mut open = Vec::new();
-            for info in self.module.candidate_tokens(self.request.token)? {
-                let mut token = self.module.open_token(&info, self.request.login)?;
-                let mut certs = token.read_certificates()?;
+            for opened in self.keys.open_all(self.request.token, self.request.login)? {
+                let mut token = opened.backend;
+                let mut certs = token.certificates()?;
                 if let Some(sel) = self.request.key
                     && !certs.iter().any(|c| sel.matches(c))
                     && certs.iter().any(|c| c.has_private_key.is_none())
                 {
                     // --key may name a private key's label, which this token shows only after
                     // login; the user asked for that key, so a PIN is expected here.
-                    token.ensure_login()?;
-                    certs = token.read_certificates()?;
+                    token.login()?;
+                    certs = token.certificates()?;
                 }
                 self.request.login.callbacks.verbose(&format!(
                     "token {}: {} certificate(s)",
-                    info.display_name(),
+                    opened.name,
                     certs.len()
                 ));
                 open.push(OpenToken {
-                    name: info.display_name(),
+                    name: opened.name,
                     token,
                     certs,
                 });
@@ -118,7 +119,7 @@ impl<'m, 'r> Decryptor<'m, 'r> {
         let tokens = self.open_tokens()?;
         for open in tokens.iter_mut() {
             if select_keys(&envelope, &open.certs, key) {
-                let report = decrypt_with(&envelope, &mut open.token, &open.certs, key, out)?;
+                let report = decrypt_with(&envelope, open.token.as_mut(), &open.certs, key, out)?;
                 for warning in &report.warnings {
                     callbacks.warn(warning);
                 }

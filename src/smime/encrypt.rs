@@ -2,6 +2,7 @@
 //! recipients and, so the sent copy stays readable, to the token's own key-management
 //! certificate; composed as `application/pkcs7-mime` under the original mail headers.
 
+use super::keys::KeyAccess;
 use super::sign::{OutForm, SignParams, sign_core};
 use crate::certinfo::{self, is_encryption_cert};
 use crate::cms::encrypt::{self as cmsencrypt, Cipher, KeyTransport};
@@ -9,7 +10,7 @@ use crate::cms::oids;
 use crate::error::{Error, Result};
 use crate::keyops::KeyCertificate;
 use crate::mime::{canon, compose};
-use crate::token::{LoginOptions, Module, TokenSelector};
+use crate::token::{LoginOptions, TokenSelector};
 use std::io::Write;
 use x509_cert::Certificate;
 
@@ -71,7 +72,7 @@ fn own_certificate(certs: &[KeyCertificate]) -> Option<&KeyCertificate> {
 
 /// Encrypts `input` (a message or entity); the token is used only for `self_copy` and `sign`.
 pub fn encrypt(
-    module: Option<&Module>,
+    keys: Option<KeyAccess<'_>>,
     input: &[u8],
     request: &EncryptRequest<'_>,
     out: &mut dyn Write,
@@ -92,12 +93,12 @@ pub fn encrypt(
     let mut self_copy = None;
 
     let needs_token = request.self_copy || request.sign.is_some();
-    let token = match (needs_token, module) {
+    let token = match (needs_token, keys) {
         (false, _) => None,
         // Without --sign the token only gives the sender's copy: a card that is not there is
         // a warning, not a reason to refuse to encrypt to the recipients.
-        (true, Some(m)) => match m.single_token(request.token) {
-            Ok(info) => Some(m.open_token(&info, request.login)?),
+        (true, Some(k)) => match k.open_one(request.token, request.login) {
+            Ok(opened) => Some(opened.backend),
             Err(e) if request.sign.is_none() => {
                 callbacks.warn(&format!(
                     "{e}: the sent copy is not encrypted to you (use --no-self to silence this)"
@@ -118,14 +119,14 @@ pub fn encrypt(
     };
     if let Some(mut token) = token {
         if let Some(params) = &request.sign {
-            token.ensure_login()?;
-            let certs = token.read_certificates()?;
+            token.login()?;
+            let certs = token.certificates()?;
             let mut signed = Vec::new();
-            sign_core(&content, &mut token, &certs, params, &mut signed)?;
+            sign_core(&content, token.as_mut(), &certs, params, &mut signed)?;
             content = signed;
         }
         if request.self_copy {
-            let certs = token.read_certificates()?;
+            let certs = token.certificates()?;
             match own_certificate(&certs) {
                 Some(own) if !recipients.contains(&own.certificate) => {
                     self_copy = Some(own.certificate.tbs_certificate.subject.to_string());

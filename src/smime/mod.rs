@@ -5,6 +5,7 @@ mod batch;
 mod decrypt;
 mod encrypt;
 mod inspect;
+mod keys;
 mod sign;
 mod unwrap;
 mod verify;
@@ -14,6 +15,7 @@ pub use batch::{BatchItem, BatchOptions, BatchProgress, BatchReport, ItemStatus,
 pub use decrypt::{DecryptOutcome, DecryptRequest, Decryptor, decrypt, decrypt_with_backend};
 pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
 pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
+pub use keys::KeyAccess;
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
 pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap, unwrap_with};
 pub use verify::{SignerReport, VerifyOutcome, verify};

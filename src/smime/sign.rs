@@ -2,13 +2,14 @@
 //! certificate, sign on the token and compose the signed message (clear-text multipart/signed,
 //! opaque signed-data, or bare CMS).
 
+use super::keys::KeyAccess;
 use crate::certinfo::{self, is_encryption_cert, is_signing_cert};
 use crate::cms::oids;
 use crate::cms::signed::{self, SignRequest as CmsSignRequest};
 use crate::error::{Error, Result};
 use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, SignAlg};
 use crate::mime::{canon, compose};
-use crate::token::{KeySelector, LoginOptions, Module, TokenSelector};
+use crate::token::{KeySelector, LoginOptions, TokenSelector};
 use std::io::Write;
 use x509_cert::Certificate;
 
@@ -62,24 +63,25 @@ pub struct SignOutcome {
     pub encryption_certificate: Option<String>,
 }
 
-/// Signs `input` (a message or MIME entity) with a key on a token of `module`.
-pub fn sign(
-    module: &Module,
+/// Signs `input` (a message or MIME entity) with a key reached through `keys` (a token of a
+/// module, or the session agent).
+pub fn sign<'k>(
+    keys: impl Into<KeyAccess<'k>>,
     input: &[u8],
     request: &SignRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<SignOutcome> {
-    let info = module.single_token(request.token)?;
-    let mut token = module.open_token(&info, request.login)?;
+    let opened = keys.into().open_one(request.token, request.login)?;
+    let mut token = opened.backend;
     // Before any PIN: is there a certificate we could sign with at all? (With --key the name
     // may be a private key's label, visible only after login.)
     if request.params.key.is_none() {
-        choose_signer(&token.read_certificates()?, None)?;
+        choose_signer(&token.certificates()?, None)?;
     }
-    token.ensure_login()?;
-    let certs = token.read_certificates()?;
-    let mut outcome = sign_core(input, &mut token, &certs, &request.params, out)?;
-    outcome.token = info.display_name();
+    token.login()?;
+    let certs = token.certificates()?;
+    let mut outcome = sign_core(input, token.as_mut(), &certs, &request.params, out)?;
+    outcome.token = opened.name;
     Ok(outcome)
 }
 

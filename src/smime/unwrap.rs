@@ -5,10 +5,10 @@
 //! attachment inside an ordinary multipart stays an attachment.
 
 use super::decrypt::{DecryptOutcome, DecryptRequest, Decryptor};
+use super::keys::KeyAccess;
 use super::verify::{VerifyOutcome, verify};
 use crate::error::{Error, Result};
 use crate::mime::detect::{self, Layer};
-use crate::token::Module;
 use crate::trust::TrustStore;
 
 /// Enough for any real mail; a loop of layers ends here instead of running on.
@@ -39,8 +39,12 @@ pub struct UnwrapRequest<'a> {
 }
 
 /// Unwraps `input` to its readable content.
-pub fn unwrap(module: &Module, input: &[u8], request: &UnwrapRequest<'_>) -> Result<UnwrapOutcome> {
-    let mut decryptor = Decryptor::new(module, &request.decrypt);
+pub fn unwrap<'k>(
+    keys: impl Into<KeyAccess<'k>>,
+    input: &[u8],
+    request: &UnwrapRequest<'_>,
+) -> Result<UnwrapOutcome> {
+    let mut decryptor = Decryptor::new(keys.into(), &request.decrypt);
     unwrap_with(&mut decryptor, input, request.trust, request.verify)
 }
 

@@ -103,9 +103,7 @@ impl<'c> Token<'c> {
             pin_locked: flags.locked,
             ..self.info.clone()
         };
-        login::preflight(&info, self.options.force_final_try, self.options.callbacks)?;
-        let source = login::effective_source(self.options.pin, &info);
-        let pin = login::obtain_pin(&source, &info, self.options.callbacks)?;
+        let pin = login::ask_pin(&info, &self.options)?;
         self.options
             .callbacks
             .verbose(&format!("logging in to {}", info.display_name()));
@@ -115,6 +113,69 @@ impl<'c> Token<'c> {
         self.pin = pin;
         self.logged_in = true;
         Ok(())
+    }
+
+    /// Forgets the PIN kept for context-specific logins (zeroized): a session agent holds the
+    /// logged-in session, not the PIN, unless asked to keep it.
+    pub fn forget_pin(&mut self) {
+        self.pin = None;
+    }
+
+    /// Takes the PIN kept for context-specific logins out of the token (the agent keeps it in
+    /// locked memory instead).
+    pub fn take_pin(&mut self) -> Option<SecretString> {
+        self.pin.take()
+    }
+
+    /// Sets the PIN for the next context-specific logins; `None` forgets it again.
+    pub fn set_context_pin(&mut self, pin: Option<SecretString>) {
+        self.pin = pin;
+    }
+
+    /// Whether the key with id `key_id` wants the PIN for every use (CKA_ALWAYS_AUTHENTICATE).
+    pub fn needs_context_login(&mut self, key_id: &[u8]) -> Result<bool> {
+        let key = self.private_key(key_id)?;
+        Ok(self.always_authenticate(key))
+    }
+
+    /// Ends the login (the session agent's last step); a failure means it was gone already.
+    pub fn logout(&mut self) {
+        if self.logged_in {
+            let _ = self.session.logout();
+            self.logged_in = false;
+        }
+        self.pin = None;
+    }
+
+    /// The PIN flags as the token reports them now.
+    pub fn pin_flags(&self) -> PinFlags {
+        self.fresh_flags()
+    }
+
+    /// Checks that the session still holds the login: `Err` with the reason when the card went
+    /// away, the session was closed or the login was lost (another program logged out).
+    pub fn check_session(&self) -> Result<()> {
+        // The slot list, not the session, is what makes OpenSC look at the reader again.
+        let present = self
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| pkcs11_error(&e))?
+            .contains(&self.slot);
+        if !present {
+            return Err(Error::Token("the card was removed from the reader".into()));
+        }
+        let info = self
+            .session
+            .get_session_info()
+            .map_err(|e| pkcs11_error(&e))?;
+        use cryptoki::session::SessionState;
+        match info.session_state() {
+            SessionState::RoUser | SessionState::RwUser => Ok(()),
+            _ if !self.info.login_required => Ok(()),
+            _ => Err(Error::Token(
+                "the token no longer holds the login (it was logged out)".into(),
+            )),
+        }
     }
 
     /// Every certificate; whether private keys are visible depends on the login state.
@@ -341,6 +402,10 @@ impl KeyBackend for Token<'_> {
         self.read_certificates()
     }
 
+    fn login(&mut self) -> Result<()> {
+        self.ensure_login()
+    }
+
     fn rsa_decrypt(
         &mut self,
         key_id: &[u8],
@@ -437,7 +502,18 @@ impl KeyBackend for Token<'_> {
                 };
                 (combined, digest.clone(), Mechanism::RsaPkcsPss(pss))
             }
-            SignAlg::Ecdsa(_) => (None, digest.clone(), Mechanism::Ecdsa),
+            SignAlg::Ecdsa(h) => {
+                // Hash-and-sign first here too: with a key that wants the PIN for each use the
+                // signature is made in parts (C_SignInit, the login, C_SignUpdate/Final), which
+                // PKCS#11 allows for these mechanisms but not for the bare CKM_ECDSA.
+                let combined = match h {
+                    HashAlg::Sha256 => Some(Mechanism::EcdsaSha256),
+                    HashAlg::Sha384 => Some(Mechanism::EcdsaSha384),
+                    HashAlg::Sha512 => Some(Mechanism::EcdsaSha512),
+                    _ => None,
+                };
+                (combined, digest.clone(), Mechanism::Ecdsa)
+            }
         };
         let always = self.always_authenticate(key);
         if let Some(mech) = combined {

@@ -93,6 +93,19 @@ pub fn obtain_pin(
     }
 }
 
+/// Everything before a C_Login: the flag checks of [`preflight`], then the PIN from the
+/// chosen source (`None`: the PIN pad). Used for the token's own login, by the agent's starter
+/// (which asks here and hands the PIN to the agent process), and for signing keys that want
+/// the PIN again through the agent.
+pub fn ask_pin(
+    info: &TokenInfo,
+    options: &super::LoginOptions<'_>,
+) -> Result<Option<SecretString>> {
+    preflight(info, options.force_final_try, options.callbacks)?;
+    let source = effective_source(options.pin, info);
+    obtain_pin(&source, info, options.callbacks)
+}
+
 /// One C_Login of `user` (normal or context-specific). Never retried.
 pub fn login(
     session: &Session,

@@ -2,12 +2,13 @@
 //! log in safely, read certificates and run private-key operations (see [`Token`]).
 
 mod key;
-mod login;
+pub(crate) mod login;
 pub mod module;
 mod objects;
 pub mod uri;
 
 pub use key::{LoginOptions, Token};
+pub use login::ask_pin;
 pub use objects::KeySelector;
 
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ pub struct Module {
 }
 
 /// What a token says about itself, read without logging in.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TokenInfo {
     pub slot_id: u64,
     pub slot_description: String,

@@ -7,6 +7,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fault;
 pub mod gpgsm;
 pub mod loopback;
 pub mod mime;
@@ -103,8 +104,17 @@ impl TestToken {
             .env("P11SMIME_MODULE", softhsm_module())
             .env("TEST_PIN", PIN)
             .env_remove("P11SMIME_TOKEN")
+            // Each token has its own agent socket: tests run in parallel, and an agent of one
+            // test's token must never serve another's.
+            .env("P11SMIME_AGENT_SOCKET", self.agent_socket())
+            .env_remove("P11SMIME_AGENT")
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Where this token's session agent listens.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.path("agent").join("agent.sock")
     }
 
     /// Decrypts `input` (a file) with the right PIN; returns the whole process output.

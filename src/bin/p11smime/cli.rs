@@ -38,6 +38,9 @@ pub enum Command {
     /// Walk the chain from PKCS#11 module to certificates and say what is wrong and how to fix
     /// it (no PIN unless --pin is given). Exit 0 when every step is ok.
     Doctor(DoctorArgs),
+    /// The session agent: log in once, then decrypt and sign without a PIN per message until
+    /// it ends (idle timeout, `agent stop`, card removal, logout).
+    Agent(AgentArgs),
     /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout, or write every page into a directory.
@@ -71,6 +74,68 @@ pub struct PinArgs {
     /// Use the token even when it reports the final PIN try (a wrong PIN then locks it).
     #[arg(long)]
     pub force_final_try: bool,
+}
+
+/// Whether a command goes through the session agent.
+#[derive(Args, Debug, Clone)]
+pub struct AgentUseArgs {
+    /// The session agent: `use` a running one, else open the token directly (the default);
+    /// `auto`: start one when none runs (the PIN is asked once, then kept by the agent);
+    /// `off`: never.
+    #[arg(long, env = "P11SMIME_AGENT", value_name = "WHEN", default_value = "use",
+          value_parser = ["use", "auto", "off"])]
+    pub agent: String,
+    /// Open the token directly even when an agent is running (the same as --agent off).
+    #[arg(long)]
+    pub no_agent: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: AgentAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentAction {
+    /// Log in to the token (the PIN is asked now) and keep the session for the commands that
+    /// follow; returns once the agent is ready.
+    Start(AgentStartArgs),
+    /// End the agent's session (logs out); nothing to do when none is running.
+    Stop,
+    /// Which token the agent holds, since when, and the idle time left. Exit 1 when no agent
+    /// is running.
+    Status(AgentStatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentStartArgs {
+    #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// End the session after this long without a private-key request: seconds, or a number
+    /// with s, m or h.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub idle_timeout: String,
+    /// Keep the PIN, in locked memory for the session's life, for keys that want it for every
+    /// signature (CKA_ALWAYS_AUTHENTICATE, as CAC and PIV signing keys do). Without it such a
+    /// key asks for the PIN at each signature, agent or not.
+    #[arg(long)]
+    pub cache_signing_pin: bool,
+    /// Stay in the foreground (for a service manager or a terminal); its log goes to stderr.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Internal: the background agent tells its starter on stdout when it is ready.
+    #[arg(long, hide = true)]
+    pub notify_ready: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentStatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +192,8 @@ pub struct DecryptArgs {
     pub token: TokenArgs,
     #[command(flatten)]
     pub pin: PinArgs,
+    #[command(flatten)]
+    pub agent: AgentUseArgs,
     /// Output a complete readable message: the mail's own headers (From, To, Subject, Date,
     /// Message-ID, ...) over the decrypted entity.
     #[arg(long)]
@@ -184,6 +251,8 @@ pub struct SignArgs {
     pub token: TokenArgs,
     #[command(flatten)]
     pub pin: PinArgs,
+    #[command(flatten)]
+    pub agent: AgentUseArgs,
     /// Print what was signed and with which key as JSON (on stdout; needs -o).
     #[arg(long)]
     pub json: bool,
@@ -280,6 +349,8 @@ pub struct EncryptArgs {
     pub token: TokenArgs,
     #[command(flatten)]
     pub pin: PinArgs,
+    #[command(flatten)]
+    pub agent: AgentUseArgs,
     /// Print the recipients and cipher as JSON (on stdout; needs -o).
     #[arg(long)]
     pub json: bool,

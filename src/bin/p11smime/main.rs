@@ -33,9 +33,11 @@ fn main() -> ExitCode {
         cli::Command::Encrypt(args) => commands::encrypt::run(args),
         cli::Command::Inspect(args) => commands::inspect::run(args),
         cli::Command::Doctor(args) => commands::doctor::run(args),
+        cli::Command::Agent(args) => commands::agent::run(args),
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man(args) => commands::man::run(args),
     };
+    p11smime::pin::forget_pins();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

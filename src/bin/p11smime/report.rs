@@ -84,6 +84,11 @@ fn remedy(error: &Error) -> Option<String> {
         Error::Token(_) => {
             "check the card is in the reader (`p11smime readers`); `p11smime tokens` lists what the module sees".into()
         }
+        Error::Agent(_) => {
+            "`p11smime agent status` shows the agent; --no-agent opens the token directly, and              `p11smime agent stop` ends the agent's session"
+                .into()
+        }
+        Error::NoAgent(_) => "start one with `p11smime agent start`".into(),
         Error::Reader(e) => return reader_remedy(e),
         Error::SignatureInvalid(_) => {
             "do not rely on this message's origin or content; the lines above say which signer failed and why"

@@ -2,7 +2,7 @@
 //! terminal, a line per failure as it happens, a summary at the end (and every item with
 //! `--json`), and exit 8 when any message failed.
 
-use super::{open_module, pin_source, print_json};
+use super::{keys, pin_source, print_json};
 use crate::cli::DecryptArgs;
 use crate::ui::Terminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -54,7 +54,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     }
     let pin = pin_source(&args.pin)?;
     let key: Option<KeySelector> = args.key.as_deref().map(str::parse).transpose()?;
-    let (module, selector) = open_module(&args.token)?;
+    let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
         verbose: args.token.verbose,
     };
@@ -74,7 +74,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     } else {
         None
     };
-    let mut decryptor = Decryptor::new(&module, &request);
+    let mut decryptor = Decryptor::new(keys.access(), &request);
     let (report, fatal) = smime::decrypt_batch(
         &mut decryptor,
         &args.input,

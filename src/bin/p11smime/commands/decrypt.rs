@@ -1,6 +1,6 @@
 //! `p11smime decrypt`: one message from a file or stdin to a file (atomic, 0600) or stdout.
 
-use super::{open_module, pin_source, print_json};
+use super::{keys, pin_source, print_json};
 use crate::cli::DecryptArgs;
 use crate::io;
 use crate::ui::Terminal;
@@ -33,7 +33,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     io::check_distinct(input_path.as_deref(), args.output.as_deref())?;
     let input = io::read_input(input_path.as_deref().filter(|_| !from_stdin))?;
 
-    let (module, selector) = open_module(&args.token)?;
+    let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
         verbose: args.token.verbose,
     };
@@ -49,7 +49,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
             trust: &trust,
             verify: !args.no_verify,
         };
-        let outcome = smime::unwrap(&module, &input, &unwrap_request)?;
+        let outcome = smime::unwrap(keys.access(), &input, &unwrap_request)?;
         io::with_output(args.output.as_ref(), |out| {
             write_content(out, &input, &outcome.content, args.message)
         })?;
@@ -63,10 +63,10 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     }
     let outcome = io::with_output(args.output.as_ref(), |out| {
         if !args.message {
-            return smime::decrypt(&module, &input, &request, out);
+            return smime::decrypt(keys.access(), &input, &request, out);
         }
         let mut entity = zeroize::Zeroizing::new(Vec::new());
-        let outcome = smime::decrypt(&module, &input, &request, &mut *entity)?;
+        let outcome = smime::decrypt(keys.access(), &input, &request, &mut *entity)?;
         write_content(out, &input, &entity, true)?;
         Ok(outcome)
     })?;

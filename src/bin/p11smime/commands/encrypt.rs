@@ -8,7 +8,7 @@ use p11smime::keyops::HashAlg;
 use p11smime::smime::{
     self, Cipher, EncryptParams, EncryptRequest, KeyTransport, OutForm, SignParams,
 };
-use p11smime::token::{KeySelector, Module, TokenSelector};
+use p11smime::token::KeySelector;
 use p11smime::{Error, Result, certstore};
 
 pub fn run(args: EncryptArgs) -> Result<()> {
@@ -44,15 +44,18 @@ pub fn run(args: EncryptArgs) -> Result<()> {
     };
     let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
 
-    let selector: Option<TokenSelector> =
-        args.token.token.as_deref().map(str::parse).transpose()?;
     let needs_token = args.sign || !args.no_self;
-    // Without --sign the token is a convenience (the self copy): a missing module is a warning.
-    let module = match (needs_token, Module::open(args.token.module.as_deref())) {
-        (false, _) => None,
-        (true, Ok(m)) => Some(m),
+    // Without --sign the token is a convenience (the self copy, no PIN): a missing module is a
+    // warning, and no agent is started for it.
+    let mut agent = args.agent.clone();
+    if !args.sign && agent.agent == "auto" {
+        agent.agent = "use".into();
+    }
+    let (keys, selector) = match (needs_token, super::keys(&args.token, &args.pin, &agent)) {
+        (false, _) => (None, None),
+        (true, Ok((k, s))) => (Some(k), s),
         (true, Err(e)) if args.sign => return Err(e),
-        (true, Err(_)) => None,
+        (true, Err(_)) => (None, None),
     };
     let callbacks = Terminal {
         verbose: args.token.verbose,
@@ -79,7 +82,7 @@ pub fn run(args: EncryptArgs) -> Result<()> {
         }),
     };
     let outcome = io::with_output(args.output.as_ref(), |out| {
-        smime::encrypt(module.as_ref(), &input, &request, out)
+        smime::encrypt(keys.as_ref().map(|k| k.access()), &input, &request, out)
     })?;
     if args.token.verbose {
         eprintln!(

@@ -1,6 +1,6 @@
 //! `p11smime sign`: sign a message with the card's signature key.
 
-use super::{open_module, pin_source, print_json};
+use super::{keys, pin_source, print_json};
 use crate::cli::SignArgs;
 use crate::io;
 use crate::ui::Terminal;
@@ -45,7 +45,7 @@ pub fn run(args: SignArgs) -> Result<()> {
     };
     let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
 
-    let (module, selector) = open_module(&args.token)?;
+    let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
         verbose: args.token.verbose,
     };
@@ -63,7 +63,7 @@ pub fn run(args: SignArgs) -> Result<()> {
         },
     };
     let outcome = io::with_output(args.output.as_ref(), |out| {
-        smime::sign(&module, &input, &request, out)
+        smime::sign(keys.access(), &input, &request, out)
     })?;
     if args.token.verbose {
         eprintln!(
