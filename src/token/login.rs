@@ -93,7 +93,7 @@ pub fn obtain_pin(
     }
 }
 
-/// Everything before a C_Login: the flag checks of [`preflight`], then the PIN from the
+/// Everything before a C_Login: the flag checks of `preflight`, then the PIN from the
 /// chosen source (`None`: the PIN pad). Used for the token's own login, by the agent's starter
 /// (which asks here and hands the PIN to the agent process), and for signing keys that want
 /// the PIN again through the agent.
@@ -121,6 +121,22 @@ pub fn login(
             _,
         )) => Err(Error::PinIncorrect(flags_after())),
         Err(cryptoki::error::Error::Pkcs11(RvError::PinLocked, _)) => Err(Error::PinLocked),
+        // Cancel pressed on a PIN pad (or in a module's own PIN dialog): no PIN was given.
+        Err(cryptoki::error::Error::Pkcs11(RvError::FunctionCanceled, _)) => {
+            Err(Error::PinUnavailable(
+                "the PIN entry was cancelled (CKR_FUNCTION_CANCELED in C_Login)".into(),
+            ))
+        }
+        // The token says it has a PIN pad, yet refuses the login without a PIN that PKCS#11
+        // prescribes for one (SoftHSM2 and some module/reader pairs do).
+        Err(cryptoki::error::Error::Pkcs11(
+            rv @ (RvError::ArgumentsBad | RvError::FunctionNotSupported),
+            _,
+        )) if pin.is_none() => Err(Error::LoginFailed(format!(
+            "the token reports a PIN pad (protected authentication path) but refused a login \
+             through it ({} in C_Login); give the PIN with --pin prompt (or env:VAR, file:PATH, fd:N)",
+            rv_name(&rv)
+        ))),
         Err(cryptoki::error::Error::Pkcs11(RvError::GeneralError, _)) => Err(Error::LoginFailed(
             "the token refused the login with CKR_GENERAL_ERROR (OpenSC reports a wrong CAC PIN this way)".into(),
         )),
