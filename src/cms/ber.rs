@@ -370,6 +370,19 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
+/// Reads an element's identifier and length octets at the start of `data`: the tag, the length
+/// (`None`: indefinite, allowed for constructed elements only) and how many bytes they took.
+/// For readers that see the data a piece at a time (`stream`).
+pub fn read_header(data: &[u8]) -> Result<(Tag, Option<usize>, usize), BerError> {
+    let mut r = Reader::new(data);
+    let tag = r.read_tag()?;
+    let length = r.read_length()?;
+    if length.is_none() && !tag.constructed {
+        return Err(BerError::IndefinitePrimitive);
+    }
+    Ok((tag, length, r.pos))
+}
+
 /// Appends a DER length (short form below 128, else the shortest long form).
 pub(crate) fn push_length(len: usize, out: &mut Vec<u8>) {
     if len < 0x80 {

@@ -7,7 +7,7 @@
 use crate::cms::ber::{BerError, Element, Reader, Tag};
 use crate::cms::oids;
 use crate::error::{Error, Result};
-use aes::cipher::{BlockDecryptMut, InnerIvInit, KeyIvInit, generic_array::GenericArray};
+use aes::cipher::{BlockDecryptMut, InnerIvInit, KeyIvInit};
 use const_oid::ObjectIdentifier;
 use std::io::Write;
 use subtle::ConstantTimeEq;
@@ -302,10 +302,9 @@ impl<D: BlockDecryptMut> CbcBlocks for Cbc<D> {
         self.1
     }
     fn decrypt(&mut self, blocks: &mut [u8]) {
-        for block in blocks.chunks_exact_mut(self.1) {
-            self.0
-                .decrypt_block_mut(GenericArray::from_mut_slice(block));
-        }
+        // All blocks in one call: CBC decryption runs several blocks at once (AES-NI does 8).
+        let (whole, _) = aes::cipher::inout::InOutBuf::from(blocks).into_chunks();
+        self.0.decrypt_blocks_inout_mut(whole);
     }
 }
 
@@ -360,41 +359,73 @@ pub fn decrypt_cbc<'a>(
     chunks: impl Iterator<Item = Result<&'a [u8], BerError>>,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let mut cbc = cbc_for(cipher, key)?;
-    let bs = cbc.block_size();
-    let mut pending = Zeroizing::new(Vec::with_capacity(CBC_BATCH + 2 * bs));
-    let mut written: u64 = 0;
+    let mut cbc = CbcStream::new(cipher, key)?;
     for chunk in chunks {
-        let mut chunk = chunk?;
+        cbc.update(chunk?, out)?;
+    }
+    cbc.finish(out)
+}
+
+/// CBC decryption fed the ciphertext in pieces of any size: whole batches are decrypted and
+/// written as they arrive; the last block is held back for the padding check in
+/// [`CbcStream::finish`].
+pub struct CbcStream {
+    cbc: Box<dyn CbcBlocks>,
+    bs: usize,
+    pending: Zeroizing<Vec<u8>>,
+    written: u64,
+}
+
+impl CbcStream {
+    pub fn new(cipher: &ContentCipher, key: &[u8]) -> Result<Self> {
+        let cbc = cbc_for(cipher, key)?;
+        let bs = cbc.block_size();
+        Ok(CbcStream {
+            cbc,
+            bs,
+            pending: Zeroizing::new(Vec::with_capacity(CBC_BATCH + 2 * bs)),
+            written: 0,
+        })
+    }
+
+    /// Takes the next piece of ciphertext; writes what can be decrypted already.
+    pub fn update(&mut self, mut chunk: &[u8], out: &mut dyn Write) -> Result<()> {
+        let bs = self.bs;
         while !chunk.is_empty() {
-            let room = CBC_BATCH + bs - pending.len();
+            let room = CBC_BATCH + bs - self.pending.len();
             let take = room.min(chunk.len());
-            pending.extend_from_slice(&chunk[..take]);
+            self.pending.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             // Keep at least one whole block back: it may be the last, carrying the padding.
-            if pending.len() > CBC_BATCH + bs - 1 {
-                let ready = (pending.len() - 1) / bs * bs;
-                let ready = if ready == pending.len() {
+            if self.pending.len() > CBC_BATCH + bs - 1 {
+                let ready = (self.pending.len() - 1) / bs * bs;
+                let ready = if ready == self.pending.len() {
                     ready - bs
                 } else {
                     ready
                 };
-                cbc.decrypt(&mut pending[..ready]);
-                write_all(out, &pending[..ready])?;
-                written += ready as u64;
-                pending.drain(..ready);
+                self.cbc.decrypt(&mut self.pending[..ready]);
+                write_all(out, &self.pending[..ready])?;
+                self.written += ready as u64;
+                self.pending.drain(..ready);
             }
         }
+        Ok(())
     }
-    if pending.is_empty() || pending.len() % bs != 0 {
-        return Err(Error::DecryptFailed);
+
+    /// Decrypts the rest, checks and strips the padding; returns the plaintext length.
+    pub fn finish(mut self, out: &mut dyn Write) -> Result<u64> {
+        let bs = self.bs;
+        if self.pending.is_empty() || !self.pending.len().is_multiple_of(bs) {
+            return Err(Error::DecryptFailed);
+        }
+        let len = self.pending.len();
+        self.cbc.decrypt(&mut self.pending[..]);
+        let unpadded = unpad(&self.pending, bs).ok_or(Error::DecryptFailed)?;
+        let keep = len - unpadded;
+        write_all(out, &self.pending[..keep])?;
+        Ok(self.written + keep as u64)
     }
-    let len = pending.len();
-    cbc.decrypt(&mut pending[..]);
-    let unpadded = unpad(&pending, bs).ok_or(Error::DecryptFailed)?;
-    let keep = len - unpadded;
-    write_all(out, &pending[..keep])?;
-    Ok(written + keep as u64)
 }
 
 /// Checks PKCS#7 padding in constant time over the last block; returns the padding length.
@@ -414,8 +445,8 @@ fn write_all(out: &mut dyn Write, data: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("cannot write the decrypted output", e))
 }
 
-/// Decrypts AES-GCM content in place and checks the tag; the plaintext is returned only when
-/// the tag verifies. `aad` is the DER of the authenticated attributes, if any.
+/// Decrypts AES-GCM content held in memory and checks the tag; the plaintext is returned only
+/// when the tag verifies. `aad` is the DER of the authenticated attributes, if any.
 pub fn decrypt_gcm(
     cipher: &ContentCipher,
     key: &[u8],
@@ -423,9 +454,6 @@ pub fn decrypt_gcm(
     mut ciphertext: Zeroizing<Vec<u8>>,
     tag: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    use aes_gcm::aead::{AeadInPlace, KeyInit, consts::U12};
-    use aes_gcm::{AesGcm, Nonce, Tag as GcmTag};
-
     let ContentCipher::AesGcm {
         key_len,
         nonce,
@@ -434,40 +462,12 @@ pub fn decrypt_gcm(
     else {
         return Err(Error::Unsupported("not a GCM cipher".into()));
     };
-    if tag.len() != *tag_len {
+    if key.len() != *key_len {
         return Err(Error::DecryptFailed);
     }
-    let nonce = Nonce::<U12>::from_slice(nonce);
-
-    macro_rules! open {
-        ($aes:ty, $tag:ty) => {{
-            let gcm =
-                AesGcm::<$aes, U12, $tag>::new_from_slice(key).map_err(|_| Error::DecryptFailed)?;
-            gcm.decrypt_in_place_detached(
-                nonce,
-                aad,
-                &mut ciphertext,
-                GcmTag::<$tag>::from_slice(tag),
-            )
-            .map_err(|_| Error::DecryptFailed)
-        }};
-    }
-    macro_rules! by_tag {
-        ($aes:ty) => {
-            match tag_len {
-                12 => open!($aes, aes_gcm::aead::consts::U12),
-                13 => open!($aes, aes_gcm::aead::consts::U13),
-                14 => open!($aes, aes_gcm::aead::consts::U14),
-                15 => open!($aes, aes_gcm::aead::consts::U15),
-                _ => open!($aes, aes_gcm::aead::consts::U16),
-            }
-        };
-    }
-    match key_len {
-        16 => by_tag!(aes::Aes128)?,
-        24 => by_tag!(aes::Aes192)?,
-        _ => by_tag!(aes::Aes256)?,
-    }
+    let mut gcm = crate::cms::gcm::GcmStream::new(key, nonce, *tag_len)?;
+    gcm.update(&mut ciphertext);
+    gcm.finish(aad, tag)?;
     Ok(ciphertext)
 }
 

@@ -52,24 +52,60 @@ pub fn content_info(data: &[u8]) -> Result<(ObjectIdentifier, Element<'_>)> {
     Ok((oid, inner))
 }
 
+/// Which envelope a ContentInfo's content type names; a plain error for anything else.
+pub(crate) fn kind_of(oid: &ObjectIdentifier) -> Result<EnvelopeKind> {
+    if *oid == oids::ENVELOPED_DATA {
+        Ok(EnvelopeKind::Enveloped)
+    } else if *oid == oids::AUTH_ENVELOPED_DATA {
+        Ok(EnvelopeKind::AuthEnveloped)
+    } else if *oid == oids::SIGNED_DATA {
+        Err(Error::BadInput(
+            "this message is signed, not encrypted: there is nothing to decrypt".into(),
+        ))
+    } else {
+        Err(Error::Unsupported(format!(
+            "CMS content type {} is not an encrypted message",
+            oids::name(oid)
+        )))
+    }
+}
+
+/// AuthEnvelopedData must use an authenticated cipher (GCM), EnvelopedData must not.
+pub(crate) fn check_cipher(kind: EnvelopeKind, cipher: &ContentCipher) -> Result<()> {
+    let gcm = matches!(cipher, ContentCipher::AesGcm { .. });
+    match kind {
+        EnvelopeKind::AuthEnveloped if !gcm => Err(Error::Unsupported(format!(
+            "authenticated encryption with {}",
+            cipher.name()
+        ))),
+        EnvelopeKind::Enveloped if gcm => Err(bad(
+            "AES-GCM in EnvelopedData (it belongs in AuthEnvelopedData)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl<'a> Envelope<'a> {
+    /// The encrypted content's chunks, for comparing parsers in tests.
+    #[cfg(test)]
+    pub(crate) fn content_chunks(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<&'a [u8], crate::cms::ber::BerError>> + use<'a>
+    {
+        self.encrypted_content
+            .into_iter()
+            .flat_map(|e| e.octet_chunks())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+
     /// Parses a ContentInfo holding EnvelopedData or AuthEnvelopedData.
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let (oid, body) = content_info(data)?;
-        let kind = if oid == oids::ENVELOPED_DATA {
-            EnvelopeKind::Enveloped
-        } else if oid == oids::AUTH_ENVELOPED_DATA {
-            EnvelopeKind::AuthEnveloped
-        } else if oid == oids::SIGNED_DATA {
-            return Err(Error::BadInput(
-                "this message is signed, not encrypted: there is nothing to decrypt".into(),
-            ));
-        } else {
-            return Err(Error::Unsupported(format!(
-                "CMS content type {} is not an encrypted message",
-                oids::name(&oid)
-            )));
-        };
+        let kind = kind_of(&oid)?;
         let mut fields = body
             .expect_universal(Tag::SEQUENCE, "an EnvelopedData SEQUENCE")?
             .children()?;
@@ -113,21 +149,10 @@ impl<'a> Envelope<'a> {
                     return Err(bad("the authentication tag is not an OCTET STRING"));
                 }
                 mac = e.octets()?;
-                if !matches!(cipher, ContentCipher::AesGcm { .. }) {
-                    return Err(Error::Unsupported(format!(
-                        "authenticated encryption with {}",
-                        cipher.name()
-                    )));
-                }
             }
-            EnvelopeKind::Enveloped => {
-                if matches!(cipher, ContentCipher::AesGcm { .. }) {
-                    return Err(bad(
-                        "AES-GCM in EnvelopedData (it belongs in AuthEnvelopedData)",
-                    ));
-                }
-            }
+            EnvelopeKind::Enveloped => {}
         }
+        check_cipher(kind, &cipher)?;
         // Whatever follows (unprotected attributes) is not needed; it must still be well formed.
         for rest in fields {
             rest?;

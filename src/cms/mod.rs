@@ -6,18 +6,22 @@ pub mod content;
 pub mod digest;
 pub mod encrypt;
 pub mod envelope;
+pub mod gcm;
 pub mod kari;
 pub mod oaep;
 pub mod oids;
 pub mod pubkey;
 pub mod recipient;
 pub mod signed;
+pub mod stream;
 pub mod verify;
 
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};
 use envelope::Envelope;
+use recipient::Recipient;
 use std::io::Write;
+use zeroize::Zeroizing;
 
 /// What a successful decryption used, for `--verbose` and `--json`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,8 +56,45 @@ pub fn decrypt_envelope(
     choice: KeyChoice<'_>,
     out: &mut dyn Write,
 ) -> Result<DecryptReport> {
+    let opened = open_key(&env.recipients, backend, certs, choice)?;
+    let bytes = env.decrypt_content(&opened.cek, out)?;
+    Ok(opened.report(&env.cipher, bytes))
+}
+
+/// A content-encryption key, and which recipient entry and certificate gave it up.
+pub struct OpenedKey<'c> {
+    pub cek: Zeroizing<Vec<u8>>,
+    pub recipient: String,
+    pub cert: &'c KeyCertificate,
+}
+
+impl OpenedKey<'_> {
+    /// The report of a decryption with this key that gave `bytes` of plaintext.
+    pub fn report(&self, cipher: &content::ContentCipher, bytes: u64) -> DecryptReport {
+        // RC2's effective key size may be known only from the key's length.
+        let used = cipher.for_key(self.cek.len());
+        DecryptReport {
+            recipient: self.recipient.clone(),
+            key_label: self.cert.label.clone(),
+            key_id: hex::encode(&self.cert.id),
+            cipher: used.name(),
+            bytes,
+            warnings: used.weakness().into_iter().collect(),
+        }
+    }
+}
+
+/// Unwraps the content-encryption key with the first key among `certs` that opens one of
+/// `recipients` (see [`decrypt_envelope`]); the content is not touched, so a streamed message
+/// is read once.
+pub fn open_key<'c>(
+    recipients: &[Recipient],
+    backend: &mut dyn KeyBackend,
+    certs: &'c [KeyCertificate],
+    choice: KeyChoice<'_>,
+) -> Result<OpenedKey<'c>> {
     let candidates: Vec<(usize, &KeyCertificate)> = match choice {
-        KeyChoice::Matching => recipient::match_certificates(&env.recipients, certs)
+        KeyChoice::Matching => recipient::match_certificates(recipients, certs)
             .into_iter()
             .filter(|(_, c)| c.has_private_key != Some(false))
             .collect(),
@@ -61,13 +102,13 @@ pub fn decrypt_envelope(
             let forced: Vec<&KeyCertificate> =
                 certs.iter().filter(|c| ids.contains(&c.id)).collect();
             let named: Vec<(usize, &KeyCertificate)> =
-                recipient::match_certificates(&env.recipients, certs)
+                recipient::match_certificates(recipients, certs)
                     .into_iter()
                     .filter(|(_, c)| ids.contains(&c.id))
                     .collect();
             if named.is_empty() {
                 // The forced key is not named by any recipient: try it against each of them.
-                (0..env.recipients.len())
+                (0..recipients.len())
                     .flat_map(|i| forced.iter().map(move |c| (i, *c)))
                     .collect()
             } else {
@@ -76,23 +117,17 @@ pub fn decrypt_envelope(
         }
     };
     if candidates.is_empty() {
-        return Err(no_match(env, certs));
+        return Err(no_match(recipients, certs));
     }
     let mut last_err = Error::DecryptFailed;
     for (index, cert) in candidates {
-        let r = &env.recipients[index];
+        let r = &recipients[index];
         match recipient::unwrap_key(backend, cert, r) {
             Ok(cek) => {
-                let bytes = env.decrypt_content(&cek, out)?;
-                // RC2's effective key size may be known only from the key's length.
-                let used = env.cipher.for_key(cek.len());
-                return Ok(DecryptReport {
+                return Ok(OpenedKey {
+                    cek,
                     recipient: r.describe(),
-                    key_label: cert.label.clone(),
-                    key_id: hex::encode(&cert.id),
-                    cipher: used.name(),
-                    bytes,
-                    warnings: used.weakness().into_iter().collect(),
+                    cert,
                 });
             }
             Err(e @ (Error::DecryptFailed | Error::Unsupported(_) | Error::KeyNotFound(_))) => {
@@ -105,9 +140,9 @@ pub fn decrypt_envelope(
 }
 
 /// The error for a message whose recipients are none of ours, listing both sides.
-pub fn no_match(env: &Envelope<'_>, certs: &[KeyCertificate]) -> Error {
+pub fn no_match(recipients: &[Recipient], certs: &[KeyCertificate]) -> Error {
     Error::NoMatchingRecipient {
-        recipients: env.recipients.iter().map(|r| r.describe()).collect(),
+        recipients: recipients.iter().map(|r| r.describe()).collect(),
         certificates: certs
             .iter()
             .map(|c| {

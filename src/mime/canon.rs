@@ -9,8 +9,18 @@ use base64::Engine;
 /// Longest line left as it is; SMTP allows 998, we stay well inside.
 const MAX_LINE: usize = 900;
 
+/// Multiparts nested deeper than this are not split further (their body only gets CRLF line
+/// endings): each level copies the body, so unbounded nesting is quadratic and, being
+/// recursive, overflows the stack (found by a large-input run of the mime fuzz target:
+/// fuzz/regressions/mime/nested_multipart_*).
+const MAX_NESTING: usize = 32;
+
 /// Returns the transport-safe form of `e`; multipart bodies are handled part by part.
-pub fn transport_safe(mut e: Entity) -> Entity {
+pub fn transport_safe(e: Entity) -> Entity {
+    safe_at(e, 0)
+}
+
+fn safe_at(mut e: Entity, depth: usize) -> Entity {
     let ctype = e
         .header("Content-Type")
         .map(|h| h.value())
@@ -34,7 +44,11 @@ pub fn transport_safe(mut e: Entity) -> Entity {
     if mtype.starts_with("multipart/")
         && let Some(boundary) = entity::param(&ctype, "boundary")
     {
-        e.body = multipart_safe(&e.body, &boundary);
+        e.body = if depth < MAX_NESTING {
+            multipart_safe(&e.body, &boundary, depth + 1)
+        } else {
+            to_crlf(&e.body)
+        };
         return e;
     }
     match cte.as_str() {
@@ -129,7 +143,7 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
 
 /// Splits a multipart body on its delimiter lines (LF or CRLF) and makes each part safe on its
 /// own: only text gets its line endings changed, binary parts keep their bytes.
-fn multipart_safe(body: &[u8], boundary: &str) -> Vec<u8> {
+fn multipart_safe(body: &[u8], boundary: &str, depth: usize) -> Vec<u8> {
     let delimiter = format!("--{boundary}");
     let mut out = Vec::with_capacity(body.len() + 1024);
     let mut part: Option<Vec<u8>> = None;
@@ -137,7 +151,7 @@ fn multipart_safe(body: &[u8], boundary: &str) -> Vec<u8> {
         // The line break before a delimiter belongs to the delimiter.
         let p = p.strip_suffix(b"\n").unwrap_or(&p);
         let p = p.strip_suffix(b"\r").unwrap_or(p);
-        out.extend_from_slice(&transport_safe(entity::parse(p)).to_bytes());
+        out.extend_from_slice(&safe_at(entity::parse(p), depth).to_bytes());
         out.extend_from_slice(b"\r\n");
     };
     for line in body.split_inclusive(|b| *b == b'\n') {

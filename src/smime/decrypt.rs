@@ -2,13 +2,19 @@
 //! PIN), unwrap the key on the token and stream the content out.
 
 use super::keys::KeyAccess;
-use crate::cms::envelope::Envelope;
+use super::spool::{Sink, Spool};
+use crate::cms::content::{CbcStream, ContentCipher};
+use crate::cms::envelope::{Envelope, EnvelopeKind};
+use crate::cms::gcm::GcmStream;
+use crate::cms::recipient::Recipient;
+use crate::cms::stream::EnvelopeStream;
 use crate::cms::{self, DecryptReport, KeyChoice};
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};
 use crate::mime::detect::{self, InputForm};
 use crate::token::{KeySelector, LoginOptions, TokenSelector};
-use std::io::Write;
+use std::io::{Read, Write};
+use zeroize::Zeroizing;
 
 /// What a decryption found and used.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,29 +111,85 @@ impl<'m: 'r, 'r> Decryptor<'m, 'r> {
     pub fn decrypt(&mut self, input: &[u8], out: &mut dyn Write) -> Result<DecryptOutcome> {
         let found = detect::find_cms(input)?;
         let envelope = Envelope::parse(&found.cms)?;
+        self.describe(&envelope.recipients, &envelope.cipher, found.form);
+        let (token, cek, mut report) = self.open_key(&envelope.recipients, &envelope.cipher)?;
+        report.bytes = envelope.decrypt_content(&cek, out)?;
+        Ok(self.outcome(found.form, token, report))
+    }
+
+    /// Decrypts a CMS message (DER or BER: a ContentInfo, not a mail) as it is read from
+    /// `input`, in constant memory whatever its size. Into a [`Sink::Visible`] output nothing
+    /// is written until the whole message was read and its tag or padding checked.
+    pub fn decrypt_stream(
+        &mut self,
+        input: &mut dyn Read,
+        sink: Sink<'_>,
+    ) -> Result<DecryptOutcome> {
+        let envelope = EnvelopeStream::open(input)?;
+        self.describe(&envelope.recipients, &envelope.cipher, InputForm::Der);
+        let (token, cek, mut report) = self.open_key(&envelope.recipients, &envelope.cipher)?;
+        report.bytes = match sink {
+            Sink::Staged(out) => stream_content(envelope, &cek, out)?,
+            Sink::Visible(out) => {
+                let mut spool = Spool::new();
+                stream_content(envelope, &cek, &mut spool)?;
+                spool.release(out)?
+            }
+        };
+        Ok(self.outcome(InputForm::Der, token, report))
+    }
+
+    fn describe(&self, recipients: &[Recipient], cipher: &ContentCipher, form: InputForm) {
         let callbacks = self.request.login.callbacks;
         callbacks.verbose(&format!(
             "input: {:?}, {} recipient(s), content cipher {}",
-            found.form,
-            envelope.recipients.len(),
-            envelope.cipher.name()
+            form,
+            recipients.len(),
+            cipher.name()
         ));
-        for r in &envelope.recipients {
+        for r in recipients {
             callbacks.verbose(&format!("recipient: {}", r.describe()));
         }
+    }
+
+    fn outcome(&self, form: InputForm, token: String, report: DecryptReport) -> DecryptOutcome {
+        for warning in &report.warnings {
+            self.request.login.callbacks.warn(warning);
+        }
+        DecryptOutcome {
+            input_form: form,
+            token,
+            report,
+        }
+    }
+
+    /// Finds the token with a key for one of `recipients` and unwraps the content key with it:
+    /// the token's name, the key, and the report (without the length yet).
+    fn open_key(
+        &mut self,
+        recipients: &[Recipient],
+        cipher: &ContentCipher,
+    ) -> Result<(String, Zeroizing<Vec<u8>>, DecryptReport)> {
         let key = self.request.key;
         let tokens = self.open_tokens()?;
         for open in tokens.iter_mut() {
-            if select_keys(&envelope, &open.certs, key) {
-                let report = decrypt_with(&envelope, open.token.as_mut(), &open.certs, key, out)?;
-                for warning in &report.warnings {
-                    callbacks.warn(warning);
-                }
-                return Ok(DecryptOutcome {
-                    input_form: found.form,
-                    token: open.name.clone(),
-                    report,
-                });
+            if select_keys(recipients, &open.certs, key) {
+                let forced: Vec<Vec<u8>> = match key {
+                    Some(sel) => open
+                        .certs
+                        .iter()
+                        .filter(|c| sel.matches(c))
+                        .map(|c| c.id.clone())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let choice = match key {
+                    Some(_) => KeyChoice::Forced(&forced),
+                    None => KeyChoice::Matching,
+                };
+                let opened = cms::open_key(recipients, open.token.as_mut(), &open.certs, choice)?;
+                let report = opened.report(cipher, 0);
+                return Ok((open.name.clone(), opened.cek, report));
             }
         }
         let all_certs: Vec<KeyCertificate> = tokens
@@ -139,38 +201,49 @@ impl<'m: 'r, 'r> Decryptor<'m, 'r> {
                 "no certificate on the token matches --key; `p11smime certs` lists labels and ids"
                     .into(),
             )),
-            None => Err(cms::no_match(&envelope, &all_certs)),
+            None => Err(cms::no_match(recipients, &all_certs)),
         }
     }
 }
 
 /// Whether this token's certificates can open the envelope under the user's key choice.
-fn select_keys(env: &Envelope<'_>, certs: &[KeyCertificate], key: Option<&KeySelector>) -> bool {
+fn select_keys(
+    recipients: &[Recipient],
+    certs: &[KeyCertificate],
+    key: Option<&KeySelector>,
+) -> bool {
     match key {
         Some(sel) => certs.iter().any(|c| sel.matches(c)),
-        None => cms::recipient::match_certificates(&env.recipients, certs)
+        None => cms::recipient::match_certificates(recipients, certs)
             .iter()
             .any(|(_, c)| c.has_private_key != Some(false)),
     }
 }
 
-fn decrypt_with(
-    env: &Envelope<'_>,
-    backend: &mut dyn KeyBackend,
-    certs: &[KeyCertificate],
-    key: Option<&KeySelector>,
-    out: &mut dyn Write,
-) -> Result<DecryptReport> {
-    match key {
-        Some(sel) => {
-            let ids: Vec<Vec<u8>> = certs
-                .iter()
-                .filter(|c| sel.matches(c))
-                .map(|c| c.id.clone())
-                .collect();
-            cms::decrypt_envelope(env, backend, certs, KeyChoice::Forced(&ids), out)
+/// Reads the encrypted content through the cipher into `out`; returns the plaintext length.
+/// GCM output is written before the tag is checked: `out` must be a spool or a staged file.
+fn stream_content(envelope: EnvelopeStream<'_>, cek: &[u8], out: &mut dyn Write) -> Result<u64> {
+    if !envelope.cipher.key_fits(cek.len()) {
+        return Err(Error::DecryptFailed);
+    }
+    match (&envelope.cipher, envelope.kind) {
+        (ContentCipher::AesGcm { nonce, tag_len, .. }, EnvelopeKind::AuthEnveloped) => {
+            let mut gcm = GcmStream::new(cek, nonce, *tag_len)?;
+            let mut written = 0u64;
+            let trailer = envelope.read_content(&mut |piece| {
+                gcm.update(piece);
+                written += piece.len() as u64;
+                out.write_all(piece)
+                    .map_err(|e| Error::io("cannot write the decrypted output", e))
+            })?;
+            gcm.finish(&trailer.auth_attrs, &trailer.mac)?;
+            Ok(written)
         }
-        None => cms::decrypt_envelope(env, backend, certs, KeyChoice::Matching, out),
+        (cipher, _) => {
+            let mut cbc = CbcStream::new(cipher, cek)?;
+            envelope.read_content(&mut |piece| cbc.update(piece, out))?;
+            cbc.finish(out)
+        }
     }
 }
 

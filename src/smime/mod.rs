@@ -7,6 +7,7 @@ mod encrypt;
 mod inspect;
 mod keys;
 mod sign;
+mod spool;
 mod unwrap;
 mod verify;
 
@@ -17,5 +18,6 @@ pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
 pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
 pub use keys::KeyAccess;
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
+pub use spool::{Sink, Spool};
 pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap, unwrap_with};
 pub use verify::{SignerReport, VerifyOutcome, verify};

@@ -37,6 +37,9 @@ pub struct Token<'c> {
     /// Kept for context-specific logins (CKA_ALWAYS_AUTHENTICATE keys) within this run, so the
     /// PIN is read once; zeroized on drop.
     pin: Option<SecretString>,
+    /// Private-key handles found so far, by CKA_ID: a batch searches once per key, not once
+    /// per message (SoftHSM2 reads its token files again on every search).
+    key_handles: Vec<(Vec<u8>, ObjectHandle)>,
 }
 
 impl<'c> Token<'c> {
@@ -51,6 +54,7 @@ impl<'c> Token<'c> {
             options,
             logged_in: false,
             pin: None,
+            key_handles: Vec::new(),
         })
     }
 
@@ -144,6 +148,7 @@ impl<'c> Token<'c> {
             let _ = self.session.logout();
             self.logged_in = false;
         }
+        self.key_handles.clear();
         self.pin = None;
     }
 
@@ -185,6 +190,9 @@ impl<'c> Token<'c> {
 
     fn private_key(&mut self, id: &[u8]) -> Result<ObjectHandle> {
         self.ensure_login()?;
+        if let Some((_, handle)) = self.key_handles.iter().find(|(k, _)| k == id) {
+            return Ok(*handle);
+        }
         let found = self
             .session
             .find_objects(&[
@@ -199,6 +207,7 @@ impl<'c> Token<'c> {
                 hex::encode(id)
             ))
         })?;
+        self.key_handles.push((id.to_vec(), handle));
         Ok(handle)
     }
 
@@ -265,6 +274,14 @@ impl<'c> Token<'c> {
                 | RvError::DataLenRange,
                 _,
             )) => Err(KeyError::Failed),
+            // The token does not have the mechanism: the caller may have another way (raw RSA
+            // for OAEP), else it reports what is missing.
+            Err(cryptoki::error::Error::Pkcs11(
+                RvError::MechanismInvalid | RvError::FunctionNotSupported,
+                _,
+            )) => Err(KeyError::Unsupported(
+                mechanism.mechanism_type().to_string(),
+            )),
             Err(e) => Err(KeyError::Backend(self.failure(&e))),
         }
     }
@@ -434,32 +451,33 @@ impl KeyBackend for Token<'_> {
                     PkcsOaepSource::data_specified(label)
                 };
                 let mech = Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash_mech, mgf, source));
-                match self.decrypt(key_id, &mech, ciphertext) {
+                let refused = match self.decrypt(key_id, &mech, ciphertext) {
+                    // No CKM_RSA_PKCS_OAEP at all.
+                    Err(KeyError::Unsupported(mechanism)) => mechanism,
                     // Modules refuse OAEP parameters they lack in several ways (SoftHSM2 2.6:
                     // ArgumentsBad for SHA-256, GeneralError for a label). Any of them sends the
                     // caller to the raw-RSA fallback, which fails uniformly if the key is wrong.
                     Err(KeyError::Backend(Error::Pkcs11 { rv, .. }))
                         if [
-                            "CKR_MECHANISM_INVALID",
                             "CKR_MECHANISM_PARAM_INVALID",
                             "CKR_ARGUMENTS_BAD",
                             "CKR_GENERAL_ERROR",
-                            "CKR_FUNCTION_NOT_SUPPORTED",
                             "CKR_KEY_TYPE_INCONSISTENT",
                         ]
                         .contains(&rv.as_str()) =>
                     {
-                        self.options.callbacks.verbose(&format!(
-                            "the token refused RSA-OAEP {} ({rv}); using raw RSA with OAEP decoding in software",
-                            hash.name()
-                        ));
-                        Err(KeyError::Unsupported(format!(
-                            "RSA-OAEP with {}",
-                            hash.name()
-                        )))
+                        rv
                     }
-                    other => other,
-                }
+                    other => return other,
+                };
+                self.options.callbacks.verbose(&format!(
+                    "the token refused RSA-OAEP {} ({refused}); using raw RSA with OAEP decoding in software",
+                    hash.name()
+                ));
+                Err(KeyError::Unsupported(format!(
+                    "RSA-OAEP with {}",
+                    hash.name()
+                )))
             }
         }
     }
@@ -529,7 +547,24 @@ impl KeyBackend for Token<'_> {
             }
         }
         self.sign_once(&bare, key, always, &bare_input)
-            .map_err(|e| self.sign_failure(e))
+            .map_err(|e| match e {
+                // The bare mechanisms are single-part in PKCS#11, and a key that wants the PIN
+                // for each use gets it between C_SignInit and the signing call, which cryptoki
+                // offers only in parts: modules that keep to the standard refuse the parts.
+                SignStep::Token(cryptoki::error::Error::Pkcs11(
+                    RvError::OperationNotInitialized
+                    | RvError::FunctionNotSupported
+                    | RvError::MechanismInvalid,
+                    _,
+                )) if always => KeyError::Unsupported(format!(
+                    "a {} signature with this key: it wants the PIN for every signature \
+                     (CKA_ALWAYS_AUTHENTICATE), and the token has no hash-and-sign mechanism for \
+                     it, only the single-part {}",
+                    hash.name(),
+                    bare.mechanism_type()
+                )),
+                e => self.sign_failure(e),
+            })
     }
 
     fn ecdh(
@@ -572,7 +607,16 @@ impl KeyBackend for Token<'_> {
         key_id: &[u8],
         input: &[u8],
     ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-        let out = self.decrypt(key_id, &Mechanism::RsaX509, input)?;
+        let out = match self.decrypt(key_id, &Mechanism::RsaX509, input) {
+            Err(KeyError::Unsupported(_)) => {
+                return Err(KeyError::Unsupported(
+                    "raw RSA (CKM_RSA_X_509), which RSA-OAEP with these parameters needs on a \
+                     token that does not do them itself"
+                        .into(),
+                ));
+            }
+            other => other?,
+        };
         // Left-pad to the modulus length (the ciphertext's length in CMS).
         if out.len() >= input.len() {
             return Ok(out);

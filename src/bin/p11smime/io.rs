@@ -2,8 +2,9 @@
 //! the output to stdout or to a file that appears, mode 0600, only when the command succeeded.
 
 use p11smime::output::AtomicFile;
+use p11smime::smime::Sink;
 use p11smime::{Error, Result};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// True when `path` means stdin.
@@ -43,6 +44,40 @@ pub fn with_output<T>(
             Ok(value)
         }
     }
+}
+
+/// As [`with_output`], telling `produce` whether its output is seen as it is written (stdout)
+/// or only once the command succeeded (the file).
+pub fn with_sink<T>(
+    output: Option<&PathBuf>,
+    produce: impl FnOnce(Sink<'_>) -> Result<T>,
+) -> Result<T> {
+    match output {
+        Some(path) => {
+            let mut file = AtomicFile::create(path)?;
+            let value = produce(Sink::Staged(&mut file))?;
+            file.commit()?;
+            Ok(value)
+        }
+        None => {
+            let mut sink = PipeSink::new(std::io::stdout().lock());
+            let value = produce(Sink::Visible(&mut sink))?;
+            sink.finish()?;
+            Ok(value)
+        }
+    }
+}
+
+/// The input as a buffered reader (a file, or stdin for `None`), for commands that stream it.
+pub fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead>> {
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufReader::with_capacity(
+            256 << 10,
+            std::fs::File::open(p)
+                .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -6,11 +6,11 @@ use crate::io;
 use crate::ui::Terminal;
 use p11smime::mime::compose;
 use p11smime::pin::PinSource;
-use p11smime::smime::{self, DecryptRequest, LayerReport, UnwrapRequest};
+use p11smime::smime::{self, DecryptRequest, Decryptor, LayerReport, UnwrapRequest};
 use p11smime::token::KeySelector;
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 
 pub fn run(args: DecryptArgs) -> Result<()> {
     if args.out_dir.is_some() || args.input.len() > 1 || args.input.iter().any(|p| p.is_dir()) {
@@ -31,7 +31,21 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         ));
     }
     io::check_distinct(input_path.as_deref(), args.output.as_deref())?;
-    let input = io::read_input(input_path.as_deref().filter(|_| !from_stdin))?;
+    let mut reader = io::open_input(input_path.as_deref().filter(|_| !from_stdin))?;
+    // A binary CMS message (DER or BER) is decrypted as it is read, in constant memory; mail,
+    // PEM and base64, and the modes that need the whole message, are read whole.
+    let binary = reader
+        .fill_buf()
+        .map_err(|e| Error::io("cannot read the message", e))?
+        .first()
+        == Some(&0x30);
+    if binary && !args.unwrap && !args.message {
+        return decrypt_stream(&args, pin.as_ref(), key.as_ref(), &mut reader);
+    }
+    let mut input = Vec::new();
+    reader
+        .read_to_end(&mut input)
+        .map_err(|e| Error::io("cannot read the message", e))?;
 
     let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
@@ -70,6 +84,34 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         write_content(out, &input, &entity, true)?;
         Ok(outcome)
     })?;
+    report(&args, &outcome)
+}
+
+/// `decrypt` of a binary CMS message, streamed from `reader` to the output.
+fn decrypt_stream(
+    args: &DecryptArgs,
+    pin: Option<&PinSource>,
+    key: Option<&KeySelector>,
+    reader: &mut dyn std::io::Read,
+) -> Result<()> {
+    let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
+    let callbacks = Terminal {
+        verbose: args.token.verbose,
+    };
+    let request = DecryptRequest {
+        token: selector.as_ref(),
+        key,
+        login: super::login_options(pin, &args.pin, &callbacks),
+    };
+    let mut decryptor = Decryptor::new(keys.access(), &request);
+    let outcome = io::with_sink(args.output.as_ref(), |sink| {
+        decryptor.decrypt_stream(reader, sink)
+    })?;
+    report(args, &outcome)
+}
+
+/// What `--verbose` and `--json` say after a decryption.
+fn report(args: &DecryptArgs, outcome: &smime::DecryptOutcome) -> Result<()> {
     if args.token.verbose {
         eprintln!(
             "p11smime: decrypted {} bytes ({}) with key '{}' (id {}) on {}",
@@ -81,7 +123,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         );
     }
     if args.json {
-        print_json(&outcome)?;
+        print_json(outcome)?;
     }
     Ok(())
 }
