@@ -210,3 +210,18 @@ pub fn load_certificates(bytes: &[u8]) -> crate::Result<Vec<Certificate>> {
     }
     Ok(bundle.certificates)
 }
+
+/// The size of the certificate's RSA key in bits; `None` for other keys.
+pub fn rsa_bits(cert: &Certificate) -> Option<usize> {
+    use der::Encode;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid != crate::cms::oids::RSA_ENCRYPTION {
+        return None;
+    }
+    let der = spki.to_der().ok()?;
+    rsa::RsaPublicKey::from_public_key_der(&der)
+        .ok()
+        .map(|k| k.size() * 8)
+}

@@ -49,8 +49,9 @@ impl std::str::FromStr for PinSource {
     }
 }
 
-/// What the library may ask of the user. Every method has a non-interactive answer.
-pub trait Callbacks {
+/// What the library may ask of the user. Every method has a non-interactive answer. `Sync`,
+/// so that a batch can decrypt on several token sessions at once.
+pub trait Callbacks: Sync {
     /// Asks for a PIN; `None` when nobody can answer (no terminal).
     fn request_pin(&self, prompt: &str) -> Option<SecretString>;
 

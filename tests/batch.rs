@@ -343,3 +343,52 @@ fn unwrap_in_a_batch_verifies_each_message() {
         "Body number 2.\nFrom the archive.\n"
     );
 }
+
+/// A directory of messages on a software token is decrypted on several sessions at once (the
+/// token allows it; a card in a reader gets one), still with one login and every result in
+/// its place.
+#[test]
+fn a_directory_is_decrypted_on_several_sessions_with_one_login() {
+    let token = TestToken::new();
+    let dir = token.path("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in 0..40 {
+        let body = format!("Content-Type: text/plain\n\nMessage {n} of the directory.\n");
+        let msg = openssl_encrypt(
+            token.dir.path(),
+            body.as_bytes(),
+            &["-aes128", "-outform", "DER"],
+            &["alice-enc.pem"],
+        );
+        std::fs::rename(msg, dir.join(format!("m{n:02}.p7m"))).unwrap();
+    }
+    let out = token.path("out");
+    let log = token.path("sessions.log");
+    let result = token
+        .p11smime(&[
+            "decrypt",
+            "--pin",
+            "env:TEST_PIN",
+            "--out-dir",
+            path_str(&out),
+            path_str(&dir),
+        ])
+        .env("P11SMIME_MODULE", spy_module())
+        .env("PKCS11SPY", softhsm_module())
+        .env("PKCS11SPY_OUTPUT", &log)
+        .env("P11SMIME_SESSIONS", "3")
+        .output()
+        .unwrap();
+    assert!(result.status.success(), "{}", report(&result));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(count_calls(&calls, "C_Login"), 1, "one login");
+    // The first session, then one per worker.
+    assert_eq!(count_calls(&calls, "C_OpenSession"), 4, "sessions");
+    for n in 0..40 {
+        let got = std::fs::read_to_string(out.join(format!("m{n:02}.p7m"))).unwrap();
+        assert_eq!(
+            got,
+            format!("Content-Type: text/plain\n\nMessage {n} of the directory.\n")
+        );
+    }
+}

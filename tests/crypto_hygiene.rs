@@ -321,7 +321,6 @@ fn weak_algorithms_are_never_produced() {
 
 /// Reading old mail signed with SHA-1 works, with a warning naming SHA-1.
 #[test]
-#[ignore = "issue 8: a SHA-1 signature verifies without any warning (src/cms/verify.rs, src/smime/verify.rs)"]
 fn verifying_a_sha1_signature_warns() {
     let token = TestToken::new();
     let entity = token.write("entity.txt", SAMPLE);
@@ -362,7 +361,6 @@ fn verifying_a_sha1_signature_warns() {
 
 /// A recipient certificate with an RSA key under 2048 bits is not encrypted to.
 #[test]
-#[ignore = "issue 8: encrypt writes RSA-1024 key transport without refusal or warning (src/cms/encrypt.rs)"]
 fn encrypting_to_rsa_1024_is_refused() {
     let token = TestToken::new();
     let entity = token.write("entity.txt", SAMPLE);

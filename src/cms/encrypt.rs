@@ -24,6 +24,9 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
+/// The smallest RSA key p11smime encrypts to (NIST SP 800-131A: 2048 bits since 2014).
+pub const MIN_RSA_BITS: usize = 2048;
+
 /// Content ciphers we write. CBC for the widest reach; GCM where recipients can read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cipher {
@@ -131,6 +134,14 @@ fn wrap_for(cert: &Certificate, cek: &[u8], kt: KeyTransport) -> Result<Recipien
     }
     let key = rsa::RsaPublicKey::from_public_key_der(&spki.to_der().map_err(encode_err)?)
         .map_err(|e| Error::BadInput(format!("the recipient's RSA key cannot be read: {e}")))?;
+    // Weak keys are read (old mail), never written to.
+    let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
+    if bits < MIN_RSA_BITS {
+        return Err(Error::Unsupported(format!(
+            "{} has an RSA key of {bits} bits; p11smime does not encrypt to keys under              {MIN_RSA_BITS} bits (ask the recipient for a current certificate)",
+            cert.tbs_certificate.subject
+        )));
+    }
     let mut rng = rand::thread_rng();
     let wrapped = match kt {
         KeyTransport::Pkcs1v15 => key.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, cek),

@@ -51,6 +51,12 @@ fn bad(what: &str) -> Error {
     Error::BadInput(format!("malformed signed data: {what}"))
 }
 
+/// More signers than any real message has. Each signer is checked against every certificate the
+/// message carries (lookup, path building), so without a bound a message of N signers and N
+/// certificates costs N² (found by a large-input run of the signed fuzz target; see
+/// tests/fuzz_regressions.rs).
+const MAX_SIGNERS: usize = 16;
+
 /// Reads a ContentInfo holding SignedData.
 pub fn parse(data: &[u8]) -> Result<SignedMessage> {
     let (oid, body) = content_info(data)?;
@@ -109,6 +115,11 @@ pub fn parse(data: &[u8]) -> Result<SignedMessage> {
     }
     let mut signers = Vec::new();
     for si in next.children()? {
+        if signers.len() == MAX_SIGNERS {
+            return Err(Error::Unsupported(format!(
+                "signed data with more than {MAX_SIGNERS} signers"
+            )));
+        }
         signers.push(parse_signer(&si?)?);
     }
     Ok(SignedMessage {

@@ -114,29 +114,6 @@ impl Run<'_, '_, '_, '_> {
         self.report.items.push(item);
     }
 
-    /// Decrypts one message: `Ok(None)` when it is not encrypted.
-    fn open(&mut self, bytes: &[u8], message_form: bool) -> Result<Option<Vec<u8>>> {
-        if !detect::has_encrypted_part(bytes) {
-            return Ok(None);
-        }
-        let plain = match self.unwrap {
-            Some((trust, verify)) => zeroize::Zeroizing::new(
-                super::unwrap::unwrap_with(self.decryptor, bytes, trust, verify)?.content,
-            ),
-            None => {
-                let mut plain = zeroize::Zeroizing::new(Vec::new());
-                self.decryptor.decrypt(bytes, &mut *plain)?;
-                plain
-            }
-        };
-        Ok(Some(if message_form {
-            let (outer, _) = compose::split_message(bytes);
-            compose::readable_message(&outer, &plain)
-        } else {
-            plain.to_vec()
-        }))
-    }
-
     /// One message through `open`, with the failure bookkeeping: `Err` only when fatal.
     fn process(
         &mut self,
@@ -148,7 +125,17 @@ impl Run<'_, '_, '_, '_> {
             self.record(source.into(), ItemStatus::NotProcessed, None, None);
             return None;
         }
-        match self.open(bytes, message_form) {
+        let opened = open(self.decryptor, self.unwrap, bytes, message_form);
+        self.settle(source, opened)
+    }
+
+    /// The bookkeeping for one message's result: `None` when it failed (recorded here).
+    fn settle(
+        &mut self,
+        source: &str,
+        opened: Result<Option<Vec<u8>>>,
+    ) -> Option<std::result::Result<Vec<u8>, String>> {
+        match opened {
             Ok(Some(plain)) => Some(Ok(plain)),
             Ok(None) => Some(Err(String::new())),
             Err(e) if is_fatal(&e) => {
@@ -165,8 +152,131 @@ impl Run<'_, '_, '_, '_> {
     }
 
     fn file(&mut self, path: &Path, out_dir: &Path, message_form: bool) -> Result<()> {
+        let read = std::fs::read(path);
+        let (bytes, result) = match read {
+            Ok(bytes) => {
+                let source = path.display().to_string();
+                let result = self.process(&source, &bytes, message_form);
+                (Ok(bytes), result)
+            }
+            Err(e) => (Err(e), None),
+        };
+        self.file_done(path, out_dir, bytes, result)
+    }
+
+    /// Files (a directory's, or the command line's) on several token sessions at once where
+    /// the token allows it: the first encrypted one alone (it logs in, once), then the rest
+    /// spread over worker threads with a decryptor each; results are written and recorded in
+    /// order, as the sequential path does.
+    fn files(&mut self, paths: &[PathBuf], out_dir: &Path, message_form: bool) -> Result<()> {
+        let workers = self.decryptor.parallel_sessions();
+        let mut next = 0;
+        while next < paths.len() && (workers < 2 || self.report.decrypted == 0) {
+            if self.fatal.is_some() {
+                break;
+            }
+            self.file(&paths[next], out_dir, message_form)?;
+            next += 1;
+        }
+        let rest = &paths[next..];
+        if rest.is_empty() || self.fatal.is_some() {
+            for p in rest {
+                self.file(p, out_dir, message_form)?;
+            }
+            return Ok(());
+        }
+        let unwrap = self.unwrap;
+        let (keys, request) = self.decryptor.parts();
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<usize>();
+        let job_rx = std::sync::Mutex::new(job_rx);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..workers {
+                let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+                scope.spawn(move || {
+                    // Sessions of its own; the login is the process's, made already.
+                    let mut sibling = Decryptor::new(keys, request);
+                    loop {
+                        let job = job_rx.lock().map(|rx| rx.recv());
+                        let Ok(Ok(i)) = job else { break };
+                        let done = match std::fs::read(&rest[i]) {
+                            Ok(bytes) => {
+                                let opened = open(&mut sibling, unwrap, &bytes, message_form);
+                                (i, Ok(bytes), opened)
+                            }
+                            Err(e) => (i, Err(e), Ok(None)),
+                        };
+                        if done_tx.send(done).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            // A few jobs ahead of the results, so that a stop (a card pulled out) wastes little.
+            let mut sent = 0;
+            while sent < rest.len().min(workers * 2) {
+                let _ = job_tx.send(sent);
+                sent += 1;
+            }
+            let mut waiting = std::collections::BTreeMap::new();
+            // Only what was sent comes back: after a stop no more is sent.
+            let mut i = 0;
+            while i < sent {
+                while !waiting.contains_key(&i) {
+                    let Ok((j, bytes, opened)) = done_rx.recv() else {
+                        break;
+                    };
+                    waiting.insert(j, (bytes, opened));
+                }
+                let Some((bytes, opened)) = waiting.remove(&i) else {
+                    break;
+                };
+                if sent < rest.len() && self.fatal.is_none() {
+                    let _ = job_tx.send(sent);
+                    sent += 1;
+                }
+                let path = &rest[i];
+                let result = match &bytes {
+                    Ok(_) if self.fatal.is_some() => {
+                        self.record(
+                            path.display().to_string(),
+                            ItemStatus::NotProcessed,
+                            None,
+                            None,
+                        );
+                        None
+                    }
+                    Ok(_) => self.settle(&path.display().to_string(), opened),
+                    Err(_) => None,
+                };
+                self.file_done(path, out_dir, bytes, result)?;
+                i += 1;
+            }
+            drop(job_tx);
+            // Items never sent (the batch stopped) are reported as not processed.
+            for path in &rest[i..] {
+                self.record(
+                    path.display().to_string(),
+                    ItemStatus::NotProcessed,
+                    None,
+                    None,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes and records one file's result (or its read error).
+    fn file_done(
+        &mut self,
+        path: &Path,
+        out_dir: &Path,
+        bytes: std::io::Result<Vec<u8>>,
+        result: Option<std::result::Result<Vec<u8>, String>>,
+    ) -> Result<()> {
         let source = path.display().to_string();
-        let bytes = match std::fs::read(path) {
+        let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
                 // One unreadable file is that item's failure, not the batch's.
@@ -179,7 +289,7 @@ impl Run<'_, '_, '_, '_> {
                 return Ok(());
             }
         };
-        let Some(result) = self.process(&source, &bytes, message_form) else {
+        let Some(result) = result else {
             return Ok(());
         };
         let name = path.file_name().unwrap_or(path.as_os_str());
@@ -245,6 +355,34 @@ impl Run<'_, '_, '_, '_> {
     }
 }
 
+/// Decrypts one message: `Ok(None)` when it is not encrypted.
+fn open(
+    decryptor: &mut Decryptor<'_, '_>,
+    unwrap: Option<(&crate::trust::TrustStore, bool)>,
+    bytes: &[u8],
+    message_form: bool,
+) -> Result<Option<Vec<u8>>> {
+    if !detect::has_encrypted_part(bytes) {
+        return Ok(None);
+    }
+    let plain = match unwrap {
+        Some((trust, verify)) => zeroize::Zeroizing::new(
+            super::unwrap::unwrap_with(decryptor, bytes, trust, verify)?.content,
+        ),
+        None => {
+            let mut plain = zeroize::Zeroizing::new(Vec::new());
+            decryptor.decrypt(bytes, &mut *plain)?;
+            plain
+        }
+    };
+    Ok(Some(if message_form {
+        let (outer, _) = compose::split_message(bytes);
+        compose::readable_message(&outer, &plain)
+    } else {
+        plain.to_vec()
+    }))
+}
+
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -302,17 +440,28 @@ pub fn decrypt_batch(
         report: BatchReport::default(),
         fatal: None,
     };
+    // Consecutive files on the command line go together, like a directory's.
+    let mut loose: Vec<PathBuf> = Vec::new();
     for source in &sources {
+        if let Source::File(p) = source {
+            loose.push(p.clone());
+            continue;
+        }
+        run.files(
+            &std::mem::take(&mut loose),
+            options.out_dir,
+            options.message,
+        )?;
         match source {
-            Source::File(p) => run.file(p, options.out_dir, options.message)?,
             Source::Dir(d) => {
-                for p in mailbox::files_in(d)? {
-                    run.file(&p, options.out_dir, options.message)?;
-                }
+                run.files(&mailbox::files_in(d)?, options.out_dir, options.message)?
             }
             Source::Maildir(d) => run.maildir(d, options.out_dir)?,
             Source::Mbox(p) => run.mbox(p, options.out_dir)?,
+            Source::File(_) => {}
         }
     }
+    run.files(&loose, options.out_dir, options.message)?;
+    crate::output::sync_filesystem(options.out_dir)?;
     Ok((run.report, run.fatal))
 }

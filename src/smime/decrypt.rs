@@ -102,6 +102,30 @@ impl<'m: 'r, 'r> Decryptor<'m, 'r> {
         Ok(self.tokens.get_or_insert_with(Vec::new))
     }
 
+    /// The keys and the request, to make a decryptor with sessions of its own in another
+    /// thread of a batch (see [`Decryptor::parallel_sessions`]).
+    pub fn parts(&self) -> (KeyAccess<'m>, &'r DecryptRequest<'r>) {
+        (self.keys, self.request)
+    }
+
+    /// How many decryptors may work at once: one through the agent (it has one session) or
+    /// for a card in a reader; more for a software token or an HSM (`Module::parallel_sessions`).
+    pub fn parallel_sessions(&self) -> usize {
+        match self.keys {
+            KeyAccess::Agent(_) => 1,
+            KeyAccess::Module(module) => module
+                .candidate_tokens(self.request.token)
+                .map(|tokens| {
+                    tokens
+                        .iter()
+                        .map(|t| module.parallel_sessions(t))
+                        .min()
+                        .unwrap_or(1)
+                })
+                .unwrap_or(1),
+        }
+    }
+
     /// The callbacks of the request, for the layers around decryption.
     pub fn callbacks(&self) -> &'r dyn crate::pin::Callbacks {
         self.request.login.callbacks

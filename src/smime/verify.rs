@@ -28,6 +28,9 @@ pub struct SignerReport {
     pub revocation: Option<String>,
     /// Whether the message's From is one of the certificate's addresses (`None`: no From).
     pub from_matches: Option<bool>,
+    /// Weaknesses that do not make the signature invalid but make it worth less (a SHA-1
+    /// digest, an RSA key under 2048 bits): read, but said.
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub certificate: Option<Certificate>,
     /// The certificate to encrypt replies to: the one the signer named as preferred, else the
@@ -156,6 +159,7 @@ fn report(
             problem: Some("the message does not include the signer's certificate".into()),
             revocation: None,
             from_matches: None,
+            warnings: weaknesses(signer, None),
             certificate: None,
             encryption_certificate: None,
         };
@@ -188,6 +192,7 @@ fn report(
         problem,
         revocation,
         from_matches,
+        warnings: weaknesses(signer, Some(cert)),
         encryption_certificate: Some(
             signer
                 .preferred_encryption_cert(&message.certificates)
@@ -196,6 +201,26 @@ fn report(
         ),
         certificate: Some(cert.clone()),
     }
+}
+
+/// What is weak about a signature that may still be valid.
+fn weaknesses(signer: &cmsverify::Signer, cert: Option<&Certificate>) -> Vec<String> {
+    let mut out = Vec::new();
+    if signer.info.digest_alg.oid == crate::cms::oids::SHA1 {
+        out.push(
+            "signed with SHA-1, a digest broken for signatures: the signature proves less than it seems"
+                .to_string(),
+        );
+    }
+    if let Some(bits) = cert.and_then(certinfo::rsa_bits)
+        && bits < crate::cms::encrypt::MIN_RSA_BITS
+    {
+        out.push(format!(
+            "the signer's RSA key has only {bits} bits (under {}): it can be broken",
+            crate::cms::encrypt::MIN_RSA_BITS
+        ));
+    }
+    out
 }
 
 /// True when some line ends with LF alone.

@@ -100,6 +100,17 @@ impl<'c> Token<'c> {
         if self.logged_in || !self.info.login_required {
             return Ok(());
         }
+        // Another session of this process logged in already (a batch's first session): the
+        // login belongs to the application, so this one is logged in too, with no PIN asked.
+        if self.session.get_session_info().is_ok_and(|i| {
+            matches!(
+                i.session_state(),
+                cryptoki::session::SessionState::RoUser | cryptoki::session::SessionState::RwUser
+            )
+        }) {
+            self.logged_in = true;
+            return Ok(());
+        }
         let flags = self.fresh_flags();
         let info = TokenInfo {
             pin_count_low: flags.count_low,

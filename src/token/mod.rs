@@ -203,6 +203,36 @@ impl Module {
         Ok(tokens.remove(0))
     }
 
+    /// How many sessions on the token `info` describes may work at once: one for a card in a
+    /// reader (it does one operation at a time whatever the sessions), else as many as there
+    /// are cores (up to 4) and the token allows. `P11SMIME_SESSIONS` overrides it.
+    pub fn parallel_sessions(&self, info: &TokenInfo) -> usize {
+        if let Some(n) = std::env::var("P11SMIME_SESSIONS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            return n.clamp(1, 16);
+        }
+        let Ok(slot) = Slot::try_from(info.slot_id) else {
+            return 1;
+        };
+        let hardware = self
+            .ctx
+            .get_slot_info(slot)
+            .map(|s| s.hardware_slot() || s.removable_device())
+            .unwrap_or(true);
+        if hardware {
+            return 1;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let allowed = match self.ctx.get_token_info(slot).map(|t| t.max_session_count()) {
+            Ok(cryptoki::slot::Limit::Max(n)) => usize::try_from(n).unwrap_or(1),
+            Ok(_) => usize::MAX,
+            Err(_) => 1,
+        };
+        cores.min(4).min(allowed).max(1)
+    }
+
     /// Opens a read-only session on the token `info` describes.
     pub fn open_token<'c>(&self, info: &TokenInfo, login: LoginOptions<'c>) -> Result<Token<'c>> {
         Token::open(&self.ctx, info.clone(), login)

@@ -117,4 +117,7 @@ fn print_signer(s: &SignerReport) {
     if s.from_matches == Some(false) {
         eprintln!("  warning: the message's From address is not one of the signer's addresses");
     }
+    for w in &s.warnings {
+        eprintln!("  warning: {w}");
+    }
 }
