@@ -61,6 +61,10 @@ pub fn decrypt_envelope(
     Ok(opened.report(&env.cipher, bytes))
 }
 
+/// Most private-key operations one message may cost. Real messages name each key once or twice
+/// (a sender who encrypted to an old and a new certificate of the same key).
+pub const MAX_KEY_ATTEMPTS: usize = 4;
+
 /// A content-encryption key, and which recipient entry and certificate gave it up.
 pub struct OpenedKey<'c> {
     pub cek: Zeroizing<Vec<u8>>,
@@ -120,8 +124,19 @@ pub fn open_key<'c>(
         return Err(no_match(recipients, certs));
     }
     let mut last_err = Error::DecryptFailed;
+    let mut tried: Vec<(&[u8], &[u8])> = Vec::new();
     for (index, cert) in candidates {
         let r = &recipients[index];
+        // Each key against each wrapped key once, and only a few tries in all: a hostile
+        // message naming our certificate in thousands of entries must not cost thousands of
+        // private-key operations on a card (minutes, and a busy card).
+        if tried.contains(&(cert.id.as_slice(), r.encrypted_key.as_slice())) {
+            continue;
+        }
+        if tried.len() == MAX_KEY_ATTEMPTS {
+            break;
+        }
+        tried.push((cert.id.as_slice(), r.encrypted_key.as_slice()));
         match recipient::unwrap_key(backend, cert, r) {
             Ok(cek) => {
                 return Ok(OpenedKey {
@@ -158,5 +173,88 @@ pub fn no_match(recipients: &[Recipient], certs: &[KeyCertificate]) -> Error {
                 )
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keyops::{KeyError, RsaPadding, SignAlg};
+    use recipient::{KeyWrap, RecipientId};
+
+    /// A key that never opens anything, counting how often it is asked.
+    struct Refusing(usize);
+
+    impl KeyBackend for Refusing {
+        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
+            Ok(Vec::new())
+        }
+        fn rsa_decrypt(
+            &mut self,
+            _: &[u8],
+            _: &RsaPadding,
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            self.0 += 1;
+            Err(KeyError::Failed)
+        }
+        fn rsa_raw(
+            &mut self,
+            _: &[u8],
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            self.0 += 1;
+            Err(KeyError::Failed)
+        }
+        fn sign(
+            &mut self,
+            _: &[u8],
+            _: SignAlg,
+            _: &[u8],
+        ) -> std::result::Result<Vec<u8>, KeyError> {
+            Err(KeyError::Failed)
+        }
+    }
+
+    #[test]
+    fn a_message_naming_our_key_a_thousand_times_costs_a_few_operations() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/softhsm-fixtures/alice-enc.pem"
+        ))
+        .unwrap();
+        let certificate = crate::certinfo::load_certificates(&pem).unwrap().remove(0);
+        let tbs = &certificate.tbs_certificate;
+        let id = RecipientId::IssuerSerial {
+            issuer: tbs.issuer.clone(),
+            serial: tbs.serial_number.as_bytes().to_vec(),
+        };
+        let ours = KeyCertificate {
+            der: Vec::new(),
+            id: vec![2],
+            label: "alice-enc".into(),
+            has_private_key: Some(true),
+            key_label: None,
+            certificate: certificate.clone(),
+        };
+        let recipients: Vec<Recipient> = (0..1000u32)
+            .map(|i| Recipient {
+                id: Some(id.clone()),
+                wrap: KeyWrap::Rsa(RsaPadding::Pkcs1v15),
+                // Every tenth entry repeats an earlier wrapped key.
+                encrypted_key: (i % 900).to_be_bytes().repeat(64),
+            })
+            .collect();
+        let mut backend = Refusing(0);
+        let certs = [ours];
+        let result = open_key(&recipients, &mut backend, &certs, KeyChoice::Matching);
+        assert!(matches!(result, Err(Error::DecryptFailed)));
+        assert_eq!(backend.0, MAX_KEY_ATTEMPTS);
+        // The same wrapped key twice is tried once.
+        let twice = [recipients[0].clone(), recipients[0].clone()];
+        let mut backend = Refusing(0);
+        let _ = open_key(&twice, &mut backend, &certs, KeyChoice::Matching);
+        assert_eq!(backend.0, 1);
     }
 }
