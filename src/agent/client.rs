@@ -42,24 +42,21 @@ impl Client {
                 )));
             }
         };
-        let mut client = Client {
-            stream,
-            path: path.to_path_buf(),
-            status: placeholder_status(),
-        };
         // An agent that is ending may still accept the connection and then close it: that is
-        // "no agent" too.
-        let mut stream = &client.stream;
-        // A write error is not the end: an agent that refuses us has written why and closed,
-        // and that answer is still there to read.
-        let _ = Frame::new(kind::STATUS).write_to(&mut stream);
-        let answer = match Frame::read_from(&mut stream) {
+        // "no agent" too. A write error is not the end: an agent that refuses us has written
+        // why and closed, and that answer is still there to read.
+        let _ = Frame::new(kind::STATUS).write_to(&mut &stream);
+        let answer = match Frame::read_from(&mut &stream) {
             Err(ProtocolError::Closed) | Err(ProtocolError::Io(_)) => return Ok(None),
-            Err(e) => return Err(client.broken(e)),
+            Err(e) => return Err(broken(path, e)),
             Ok(a) => a,
         };
-        client.status = client.read_status(answer)?;
-        Ok(Some(client))
+        let status = read_status(path, answer)?;
+        Ok(Some(Client {
+            stream,
+            path: path.to_path_buf(),
+            status,
+        }))
     }
 
     /// Ends the agent's session and waits (a few seconds at most) until it has logged out.
@@ -74,41 +71,9 @@ impl Client {
         Ok(())
     }
 
-    /// The agent's status as of the connection (or the last [`Client::refresh`]).
+    /// The agent's status as of the connection.
     pub fn status(&self) -> &AgentStatus {
         &self.status
-    }
-
-    /// Asks the agent for its status again.
-    pub fn refresh(&mut self) -> Result<&AgentStatus> {
-        self.status = self.fetch_status()?;
-        Ok(&self.status)
-    }
-
-    /// The socket this client is connected to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn fetch_status(&self) -> Result<AgentStatus> {
-        let answer = self.exchange(&Frame::new(kind::STATUS))?;
-        self.read_status(answer.map_err(protocol::error_for_refusal)?)
-    }
-
-    fn read_status(&self, answer: Frame) -> Result<AgentStatus> {
-        if answer.kind == kind::ERROR {
-            let refusal = protocol::read_refusal(&answer).map_err(|e| self.broken(e))?;
-            return Err(protocol::error_for_refusal(refusal));
-        }
-        let mut f = Fields::of(&answer);
-        let json = f.bytes().map_err(|e| self.broken(e))?;
-        serde_json::from_slice(json).map_err(|e| {
-            Error::Agent(format!(
-                "the agent on {} sent a status this p11smime cannot read ({e}); stop it with \
-                 `p11smime agent stop` and start it again",
-                self.path.display()
-            ))
-        })
     }
 
     /// Sends `request` and returns the OK answer; an ERROR answer becomes the error it stands
@@ -135,23 +100,7 @@ impl Client {
     }
 
     fn broken(&self, e: ProtocolError) -> Error {
-        match e {
-            ProtocolError::Version(v) => Error::Agent(format!(
-                "the agent on {} speaks protocol version {v}, this p11smime speaks {}: stop it \
-                 with `p11smime agent stop` and start it again",
-                self.path.display(),
-                protocol::VERSION
-            )),
-            ProtocolError::Closed => Error::Agent(format!(
-                "the agent on {} closed the connection (it may have ended: its session ends on \
-                 idle timeout, card removal or `agent stop`); run the command again",
-                self.path.display()
-            )),
-            e => Error::Agent(format!(
-                "talking to the agent on {}: {e}",
-                self.path.display()
-            )),
-        }
+        broken(&self.path, e)
     }
 
     /// The certificates on the agent's token, private keys visible (the agent is logged in).
@@ -206,33 +155,39 @@ impl Client {
     }
 }
 
-/// A stand-in until the first STATUS answer arrives.
-fn placeholder_status() -> AgentStatus {
-    AgentStatus {
-        protocol: protocol::VERSION,
-        pid: 0,
-        module: String::new(),
-        token: crate::token::TokenInfo {
-            slot_id: 0,
-            slot_description: String::new(),
-            label: String::new(),
-            serial: String::new(),
-            manufacturer: String::new(),
-            model: String::new(),
-            initialized: true,
-            login_required: true,
-            protected_authentication_path: false,
-            pin_count_low: false,
-            pin_final_try: false,
-            pin_locked: false,
-        },
-        started: 0,
-        idle_timeout_secs: 0,
-        idle_left_secs: 0,
-        cache_signing_pin: false,
-        requests: 0,
-        socket: String::new(),
+/// What a connection error means to the user.
+fn broken(path: &Path, e: ProtocolError) -> Error {
+    match e {
+        ProtocolError::Version(v) => Error::Agent(format!(
+            "the agent on {} speaks protocol version {v}, this p11smime speaks {}: stop it \
+             with `p11smime agent stop` and start it again",
+            path.display(),
+            protocol::VERSION
+        )),
+        ProtocolError::Closed => Error::Agent(format!(
+            "the agent on {} closed the connection (it may have ended: its session ends on \
+             idle timeout, card removal or `agent stop`); run the command again",
+            path.display()
+        )),
+        e => Error::Agent(format!("talking to the agent on {}: {e}", path.display())),
     }
+}
+
+/// The agent's STATUS answer.
+fn read_status(path: &Path, answer: Frame) -> Result<AgentStatus> {
+    if answer.kind == kind::ERROR {
+        let refusal = protocol::read_refusal(&answer).map_err(|e| broken(path, e))?;
+        return Err(protocol::error_for_refusal(refusal));
+    }
+    let mut f = Fields::of(&answer);
+    let json = f.bytes().map_err(|e| broken(path, e))?;
+    serde_json::from_slice(json).map_err(|e| {
+        Error::Agent(format!(
+            "the agent on {} sent a status this p11smime cannot read ({e}); stop it with \
+             `p11smime agent stop` and start it again",
+            path.display()
+        ))
+    })
 }
 
 /// Private-key operations through the agent.
