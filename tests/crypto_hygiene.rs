@@ -393,3 +393,51 @@ fn encrypting_to_rsa_1024_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("1024"));
     assert!(!sent.exists());
 }
+
+/// Old mail to an RSA-1024 key on the card is still read, with a warning that says so.
+#[test]
+fn a_message_opened_by_a_short_rsa_key_reads_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("weak.pem");
+    let key = dir.path().join("weak.key.pem");
+    run_ok(
+        std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-days", "30",
+            ])
+            .args(["-subj", "/CN=Old Weak Key/emailAddress=weak@example.test"])
+            .args(["-addext", "keyUsage=keyEncipherment", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let spec = format!("enc:01:{}:{}", path_str(&cert), path_str(&key));
+    run_ok(
+        std::process::Command::new(root().join("scripts/provision-token"))
+            .arg(dir.path())
+            .args(["--label", "Weak", "--quiet", &spec])
+            .env("P11SMIME_SOFTHSM_MODULE", softhsm_module())
+            .stdin(std::process::Stdio::null()),
+    );
+    let conf = dir.path().join("softhsm2.conf");
+    let token = TestToken { dir, conf };
+    let plain = token.write("plain.in", SAMPLE);
+    let msg = token.path("old.p7m");
+    run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-encrypt", "-binary", "-aes256", "-in"])
+            .arg(&plain)
+            .arg("-out")
+            .arg(&msg)
+            .arg(&cert),
+    );
+    let out = token.decrypt(&msg);
+    assert_plaintext(&out, SAMPLE, "decrypt with the RSA-1024 key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("warning") && l.contains("1024 bits")),
+        "{stderr}"
+    );
+}

@@ -77,13 +77,23 @@ impl OpenedKey<'_> {
     pub fn report(&self, cipher: &content::ContentCipher, bytes: u64) -> DecryptReport {
         // RC2's effective key size may be known only from the key's length.
         let used = cipher.for_key(self.cek.len());
+        let mut warnings: Vec<String> = used.weakness().into_iter().collect();
+        if let Some(bits) = crate::certinfo::rsa_bits(&self.cert.certificate)
+            && bits < encrypt::MIN_RSA_BITS
+        {
+            warnings.push(format!(
+                "the key that opened it is RSA with only {bits} bits (under {}): whoever can \
+                 break it can read this message too; ask for mail to a current certificate",
+                encrypt::MIN_RSA_BITS
+            ));
+        }
         DecryptReport {
             recipient: self.recipient.clone(),
             key_label: self.cert.label.clone(),
             key_id: hex::encode(&self.cert.id),
             cipher: used.name(),
             bytes,
-            warnings: used.weakness().into_iter().collect(),
+            warnings,
         }
     }
 }
