@@ -382,8 +382,9 @@ fn a_directory_is_decrypted_on_several_sessions_with_one_login() {
     assert!(result.status.success(), "{}", report(&result));
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(count_calls(&calls, "C_Login"), 1, "one login");
-    // The first session, then one per worker.
-    assert_eq!(count_calls(&calls, "C_OpenSession"), 4, "sessions");
+    // The first session, then one per worker that got work (all three, in practice).
+    let sessions = count_calls(&calls, "C_OpenSession");
+    assert!((3..=4).contains(&sessions), "{sessions} sessions");
     for n in 0..40 {
         let got = std::fs::read_to_string(out.join(format!("m{n:02}.p7m"))).unwrap();
         assert_eq!(

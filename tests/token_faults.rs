@@ -175,7 +175,12 @@ fn a_card_pulled_out_mid_batch_stops_it_cleanly() {
     let out = token.path("out");
     let _ = std::fs::remove_file(fault::log_path(&token));
     let plan = fault::write_plan(&token, "slow C_Decrypt 100");
+    // A card in a reader gets one session (its slot is a hardware one); the fault module sits
+    // on SoftHSM2's software slot, so the test says so. (Its `removed` closes SoftHSM2's
+    // sessions under calls still running on other sessions, which SoftHSM2 does not survive;
+    // OpenSC does that under its global lock.)
     let mut child = fault::fault_env(&mut token.p11smime(&batch_args(&out, &input)), &plan)
+        .env("P11SMIME_SESSIONS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
