@@ -103,6 +103,7 @@ pub fn run(options: &DoctorOptions<'_>) -> Vec<Check> {
             info.pin_final_try,
             info.pin_count_low,
             info.login_required,
+            options.pin.is_some(),
         ));
         let mut token = match module.open_token(&info, options.login) {
             Ok(t) => t,
@@ -119,12 +120,15 @@ pub fn run(options: &DoctorOptions<'_>) -> Vec<Check> {
         if options.pin.is_some() && !info.pin_locked {
             checks.push(match token.ensure_login() {
                 Ok(()) => check("login", Status::Ok, format!("the PIN opens {name}"), None),
-                Err(e) => check(
-                    "login",
-                    Status::Problem,
-                    e.to_string(),
-                    Some("check the PIN before trying again: a few wrong PINs lock the card"),
-                ),
+                Err(e) => {
+                    let fix = match e {
+                        crate::Error::FinalTryRefused => {
+                            "no login was tried: give --force-final-try only if you are certain of the PIN"
+                        }
+                        _ => "check the PIN before trying again: a few wrong PINs lock the card",
+                    };
+                    check("login", Status::Problem, e.to_string(), Some(fix))
+                }
             });
         }
         match token.read_certificates() {
@@ -177,6 +181,7 @@ fn pin_check(
     final_try: bool,
     count_low: bool,
     login_required: bool,
+    pin_given: bool,
 ) -> Check {
     if locked {
         return check(
@@ -204,10 +209,10 @@ fn pin_check(
             Some("check the PIN before typing it"),
         );
     }
-    let detail = if login_required {
-        "not locked; not tested (give --pin to try one login)"
-    } else {
-        "the token needs no login"
+    let detail = match (login_required, pin_given) {
+        (false, _) => "the token needs no login",
+        (true, false) => "not locked; not tested (give --pin to try one login)",
+        (true, true) => "not locked",
     };
     check("PIN", Status::Ok, detail, None)
 }

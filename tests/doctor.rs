@@ -46,6 +46,8 @@ fn a_healthy_token_passes_every_step() {
         "a software token needs no reader"
     );
     assert_eq!(step(&checks, "login")[0]["status"], "ok");
+    // With --pin the PIN was tried: the PIN step does not ask for it.
+    assert_eq!(step(&checks, "PIN")[0]["detail"], "not locked", "{checks}");
     let signing = step(&checks, "signing certificate")[0]["detail"]
         .as_str()
         .unwrap();
