@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 
 /// `p11smime ARGS` through pkcs11-spy logging to `log` (the agent's calls and the starter's).
 fn spied(token: &TestToken, args: &[&str], log: &Path) -> Command {
-    let mut cmd = token.p11smime(args);
-    cmd.env("P11SMIME_MODULE", spy_module())
-        .env("PKCS11SPY", softhsm_module())
-        .env("PKCS11SPY_OUTPUT", log);
-    cmd
+    token.spied(args, log)
 }
 
 fn start(token: &TestToken, extra: &[&str]) -> Output {
@@ -520,8 +516,9 @@ fn wait_until_gone(token: &TestToken) {
     }
 }
 
-#[test]
-fn a_card_pulled_out_ends_the_session_and_the_next_command_logs_in_again() {
+/// A token behind the fault module with no fault planned yet, an agent serving it, and a
+/// message it has just decrypted: (token, message, plan).
+fn agent_over_faults() -> (TestToken, std::path::PathBuf, std::path::PathBuf) {
     let token = TestToken::new();
     let msg = rsa_message(&token);
     let plan = fault::write_plan(&token, "");
@@ -536,6 +533,12 @@ fn a_card_pulled_out_ends_the_session_and_the_next_command_logs_in_again() {
         SAMPLE,
         "before",
     );
+    (token, msg, plan)
+}
+
+#[test]
+fn a_card_pulled_out_ends_the_session_and_the_next_command_logs_in_again() {
+    let (token, msg, plan) = agent_over_faults();
 
     // The card is pulled out while the agent idles: it notices by itself and ends.
     fault::write_plan(&token, "removed");
@@ -567,20 +570,7 @@ fn a_card_pulled_out_ends_the_session_and_the_next_command_logs_in_again() {
 
 #[test]
 fn a_token_error_during_a_request_ends_the_session() {
-    let token = TestToken::new();
-    let msg = rsa_message(&token);
-    let plan = fault::write_plan(&token, "");
-    let out = faulty(&token, &["agent", "start", "--pin", "env:TEST_PIN"], &plan);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_plaintext(
-        &faulty(&token, &["decrypt", path_str(&msg)], &plan),
-        SAMPLE,
-        "before",
-    );
+    let (token, msg, plan) = agent_over_faults();
 
     // The card was reset by another program: the next operation fails with a session error.
     fault::write_plan(&token, "fail C_Decrypt CKR_USER_NOT_LOGGED_IN");

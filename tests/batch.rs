@@ -365,17 +365,17 @@ fn a_directory_is_decrypted_on_several_sessions_with_one_login() {
     let out = token.path("out");
     let log = token.path("sessions.log");
     let result = token
-        .p11smime(&[
-            "decrypt",
-            "--pin",
-            "env:TEST_PIN",
-            "--out-dir",
-            path_str(&out),
-            path_str(&dir),
-        ])
-        .env("P11SMIME_MODULE", spy_module())
-        .env("PKCS11SPY", softhsm_module())
-        .env("PKCS11SPY_OUTPUT", &log)
+        .spied(
+            &[
+                "decrypt",
+                "--pin",
+                "env:TEST_PIN",
+                "--out-dir",
+                path_str(&out),
+                path_str(&dir),
+            ],
+            &log,
+        )
         .env("P11SMIME_SESSIONS", "3")
         .output()
         .unwrap();

@@ -130,19 +130,23 @@ impl TestToken {
     pub fn spy_run(&self, args: &[&str]) -> (Output, String) {
         let log = self.path("spy.log");
         let _ = std::fs::remove_file(&log);
-        let out = self
-            .p11smime(args)
-            .env("P11SMIME_MODULE", spy_module())
-            .env("PKCS11SPY", softhsm_module())
-            .env("PKCS11SPY_OUTPUT", &log)
-            .output()
-            .unwrap();
+        let out = self.spied(args, &log).output().unwrap();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             text.contains("C_Initialize"),
             "the spy logged nothing: {text}"
         );
         (out, text)
+    }
+
+    /// `p11smime ARGS` through pkcs11-spy, which appends every PKCS#11 call to `log` (several
+    /// commands, and the agent they start, can share one log).
+    pub fn spied(&self, args: &[&str], log: &Path) -> Command {
+        let mut cmd = self.p11smime(args);
+        cmd.env("P11SMIME_MODULE", spy_module())
+            .env("PKCS11SPY", softhsm_module())
+            .env("PKCS11SPY_OUTPUT", log);
+        cmd
     }
 
     /// A scratch path inside the token's temporary directory.
