@@ -66,14 +66,11 @@ fn a_hundred_decryptions_cost_one_login() {
     let log = token.path("spy.log");
     let msg = rsa_message(&token);
     let ec = openssl_encrypt(token.dir.path(), SAMPLE, &["-aes128"], &["alice-ec.pem"]);
-    let out = spied(&token, &["agent", "start", "--pin", "env:TEST_PIN"], &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&mut spied(
+        &token,
+        &["agent", "start", "--pin", "env:TEST_PIN"],
+        &log,
+    ));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("agent started for 'p11smime-test'"),
@@ -172,7 +169,7 @@ fn idle_timeout_ends_the_session_and_the_next_command_asks_again() {
     let token = TestToken::new();
     let log = token.path("spy.log");
     let msg = rsa_message(&token);
-    let out = spied(
+    run_ok(&mut spied(
         &token,
         &[
             "agent",
@@ -183,14 +180,7 @@ fn idle_timeout_ends_the_session_and_the_next_command_asks_again() {
             "2s",
         ],
         &log,
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     // Use resets the idle clock.
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(800));
@@ -319,15 +309,7 @@ fn agent_auto_starts_one_and_no_agent_bypasses_it() {
     assert_fails(&out, 5, "P11SMIME_AGENT=off without a PIN");
     // A batch goes through it too.
     let out_dir = token.path("out");
-    let out = token
-        .p11smime(&["decrypt", "--out-dir", path_str(&out_dir), path_str(&msg)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut token.p11smime(&["decrypt", "--out-dir", path_str(&out_dir), path_str(&msg)]));
     stop(&token);
 }
 
@@ -361,22 +343,14 @@ fn signing_keys_that_want_the_pin_each_time_still_ask() {
     let err = assert_fails(&out, 5, "signing without a PIN through the agent");
     assert!(err.contains("PIN is needed"), "{err}");
     let signed = token.path("signed.eml");
-    let out = token
-        .p11smime(&[
-            "sign",
-            "--pin",
-            "env:TEST_PIN",
-            "-o",
-            path_str(&signed),
-            path_str(&entity),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut token.p11smime(&[
+        "sign",
+        "--pin",
+        "env:TEST_PIN",
+        "-o",
+        path_str(&signed),
+        path_str(&entity),
+    ]));
     verify_with_openssl(&signed);
     let out = token
         .p11smime(&["sign", "--pin", "env:WRONG", path_str(&entity)])
@@ -390,15 +364,7 @@ fn signing_keys_that_want_the_pin_each_time_still_ask() {
     // With --cache-signing-pin the agent keeps it for the session.
     start(&token, &["--cache-signing-pin"]);
     assert_eq!(status_json(&token).unwrap()["cache_signing_pin"], true);
-    let out = token
-        .p11smime(&["sign", "-o", path_str(&signed), path_str(&entity)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut token.p11smime(&["sign", "-o", path_str(&signed), path_str(&entity)]));
     verify_with_openssl(&signed);
     stop(&token);
 }
@@ -597,14 +563,11 @@ fn logging_out_ends_the_session() {
     // sees its socket gone and logs out.
     let token = TestToken::new();
     let log = token.path("spy.log");
-    let out = spied(&token, &["agent", "start", "--pin", "env:TEST_PIN"], &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut spied(
+        &token,
+        &["agent", "start", "--pin", "env:TEST_PIN"],
+        &log,
+    ));
     let pid = status_json(&token).unwrap()["pid"].as_u64().unwrap();
     std::fs::remove_dir_all(token.agent_socket().parent().unwrap()).unwrap();
     let started = Instant::now();
