@@ -1,10 +1,10 @@
 //! AES-GCM decryption in pieces, for AuthEnvelopedData of any size.
 //!
-//! Written from the RustCrypto parts (`aes`, `ctr` for the keystream, `ghash` for the
-//! authenticator) because `aes-gcm` 0.10 decrypts only a whole buffer at once, which for a 1 GiB
-//! message means 1 GiB in memory. The construction is NIST SP 800-38D's: H = E(K, 0), J0 from the
-//! nonce, the content XORed with the keystream from inc32(J0), the tag E(K, J0) XOR
-//! GHASH(A, C). Plaintext comes out as the ciphertext goes in; the caller must hold it back
+//! Written from the RustCrypto parts (`aes`, `ctr` for the keystream, `polyval` under
+//! [`super::ghash`] for the authenticator) because `aes-gcm` 0.10 decrypts only a whole buffer
+//! at once, which for a 1 GiB message means 1 GiB in memory. The construction is NIST SP
+//! 800-38D's: H = E(K, 0), J0 from the nonce, the content XORed with the keystream from
+//! inc32(J0), the tag E(K, J0) XOR GHASH(A, C). Plaintext comes out as the ciphertext goes in; the caller must hold it back
 //! (a spool) until [`GcmStream::finish`] says the tag is right.
 //!
 //! CMS puts the authenticated attributes (the additional data A) *after* the content, so A is
@@ -13,10 +13,9 @@
 //! blocks; the first term is one more pass of c+1 zero blocks, paid only when A is present
 //! (OpenSSL, NSS and Outlook write none).
 
+use super::ghash::{Ghash, Hasher};
 use crate::error::{Error, Result};
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher, generic_array::GenericArray};
-use ghash::GHash;
-use ghash::universal_hash::UniversalHash;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -40,7 +39,7 @@ impl Keystream {
 /// One AES-GCM decryption, fed the ciphertext in pieces of any size.
 pub struct GcmStream {
     keystream: Keystream,
-    ghash: GHash,
+    ghash: Hasher,
     /// H, kept to hash the additional data at the end.
     h: Zeroizing<[u8; 16]>,
     /// E(K, J0), the tag's mask.
@@ -78,11 +77,11 @@ impl GcmStream {
             j0[15] = 1;
         } else {
             // J0 = GHASH(nonce || pad || 0^64 || [len(nonce) in bits]_64).
-            let mut g = GHash::new(GenericArray::from_slice(&h[..]));
+            let mut g = Ghash::new(&h);
             g.update_padded(nonce);
             let mut lengths = [0u8; 16];
             lengths[8..].copy_from_slice(&((nonce.len() as u64) * 8).to_be_bytes());
-            g.update(&[GenericArray::clone_from_slice(&lengths)]);
+            g.update_padded(&lengths);
             j0.copy_from_slice(&g.finalize());
         }
         let mut tag_mask = Zeroizing::new(*j0);
@@ -99,7 +98,7 @@ impl GcmStream {
         };
         Ok(GcmStream {
             keystream,
-            ghash: GHash::new(GenericArray::from_slice(&h[..])),
+            ghash: Hasher::new(&h),
             h,
             tag_mask,
             partial: Zeroizing::new(Vec::with_capacity(16)),
@@ -117,48 +116,39 @@ impl GcmStream {
             self.partial.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.partial.len() == 16 {
-                self.ghash
-                    .update(&[GenericArray::clone_from_slice(&self.partial)]);
+                self.ghash.update_blocks(&self.partial);
                 self.partial.clear();
             }
         }
         let whole = rest.len() / 16 * 16;
-        if whole > 0 {
-            // `update_padded` over whole blocks pads nothing.
-            self.ghash.update_padded(&rest[..whole]);
-        }
+        // Whole blocks only: padding is for the last piece, in `finish`.
+        self.ghash.update_blocks(&rest[..whole]);
         self.partial.extend_from_slice(&rest[whole..]);
         self.keystream.apply(data);
     }
 
     /// Checks the tag over the content and `aad` (the DER of the authenticated attributes, or
     /// empty): `Ok` only when it matches, else the uniform [`Error::DecryptFailed`].
-    pub fn finish(mut self, aad: &[u8], tag: &[u8]) -> Result<()> {
+    pub fn finish(self, aad: &[u8], tag: &[u8]) -> Result<()> {
+        // The worker is joined before any answer, so none outlives the stream.
+        let mut ghash = self.ghash.finish()?;
         if tag.len() != self.tag_len {
             return Err(Error::DecryptFailed);
         }
         if !self.partial.is_empty() {
-            self.ghash.update_padded(&self.partial);
+            ghash.update_padded(&self.partial);
         }
         let content_blocks = self.ciphertext_len.div_ceil(16);
         let mut lengths = [0u8; 16];
         lengths[..8].copy_from_slice(&((aad.len() as u64) * 8).to_be_bytes());
         lengths[8..].copy_from_slice(&(self.ciphertext_len * 8).to_be_bytes());
-        self.ghash
-            .update(&[GenericArray::clone_from_slice(&lengths)]);
-        let mut s = Zeroizing::new([0u8; 16]);
-        s.copy_from_slice(&self.ghash.finalize());
+        ghash.update_padded(&lengths);
+        let mut s = Zeroizing::new(ghash.finalize());
         if !aad.is_empty() {
             // GHASH(A) · H^(c+1): A's blocks, then c+1 zero blocks.
-            let mut g = GHash::new(GenericArray::from_slice(&self.h[..]));
+            let mut g = Ghash::new(&self.h);
             g.update_padded(aad);
-            let zeros = vec![GenericArray::default(); 4096];
-            let mut left = content_blocks + 1;
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                g.update(&zeros[..n]);
-                left -= n as u64;
-            }
+            g.update_zero_blocks(content_blocks + 1);
             for (a, b) in s.iter_mut().zip(g.finalize().iter()) {
                 *a ^= b;
             }

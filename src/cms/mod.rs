@@ -7,6 +7,7 @@ pub mod digest;
 pub mod encrypt;
 pub mod envelope;
 pub mod gcm;
+pub mod ghash;
 pub mod kari;
 pub mod oaep;
 pub mod oids;
