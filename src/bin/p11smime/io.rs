@@ -24,6 +24,21 @@ pub fn check_distinct(input: Option<&Path>, output: Option<&Path>) -> Result<()>
     Ok(())
 }
 
+/// The output file, after starting the watch that removes it on Ctrl-C, `kill` or a closed
+/// terminal. Started here, not at start-up, so that a command writing to stdout (a mail
+/// client's decrypt) does not pay for a thread it never needs.
+pub fn create_file(path: &Path) -> Result<AtomicFile> {
+    watch_signals();
+    AtomicFile::create(path)
+}
+
+/// Removes files being written on SIGINT, SIGTERM and SIGHUP; once per process, not in the
+/// session agent, which handles these signals itself. Without the watch the command still
+/// runs; only a signal would leave a `.part` file.
+pub fn watch_signals() {
+    let _ = p11smime::output::remove_on_signals();
+}
+
 /// Runs `produce` with the output sink: an atomic 0600 file committed only on success, or
 /// stdout (a closed pipe stops the writing quietly, not the work).
 pub fn with_output<T>(
@@ -32,7 +47,7 @@ pub fn with_output<T>(
 ) -> Result<T> {
     match output {
         Some(path) => {
-            let mut file = AtomicFile::create(path)?;
+            let mut file = create_file(path)?;
             let value = produce(&mut file)?;
             file.commit()?;
             Ok(value)
@@ -54,7 +69,7 @@ pub fn with_sink<T>(
 ) -> Result<T> {
     match output {
         Some(path) => {
-            let mut file = AtomicFile::create(path)?;
+            let mut file = create_file(path)?;
             let value = produce(Sink::Staged(&mut file))?;
             file.commit()?;
             Ok(value)

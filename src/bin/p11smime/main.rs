@@ -25,12 +25,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    // A Ctrl-C, `kill` or closed terminal removes the output being written (`-o`, a batch's
-    // current file). Not in the session agent, which ends its session on these signals itself.
-    if !matches!(cli.command, cli::Command::Agent(_)) {
-        // Without the watcher the command still runs; only a signal would leave a `.part` file.
-        let _ = p11smime::output::remove_on_signals();
-    }
     let result = match cli.command {
         cli::Command::Tokens(args) => commands::tokens::run(args),
         cli::Command::Readers(args) => commands::readers::run(args),

@@ -54,6 +54,8 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     }
     let pin = pin_source(&args.pin)?;
     let key: Option<KeySelector> = args.key.as_deref().map(str::parse).transpose()?;
+    // Every message is written to a file: a signal removes the one being written.
+    crate::io::watch_signals();
     let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
         verbose: args.token.verbose,
