@@ -12,14 +12,24 @@
 //! GHASH(A || C || L) = GHASH(A)·H^(c+1) XOR GHASH(C || L), where c is the number of content
 //! blocks; the first term is one more pass of c+1 zero blocks, paid only when A is present
 //! (OpenSSL, NSS and Outlook write none).
+//!
+//! GHASH and the keystream cost about the same, and with the reading and writing of a large
+//! message all on one thread they bound its speed. [`GcmStream::update_to`] therefore hands the
+//! cipher work of a long content (past 1 MiB, with a second core) to a worker thread: the
+//! caller reads and writes, the worker hashes and decrypts, in copies from a pool of four
+//! 256 KiB buffers, so memory stays bounded whatever the size.
 
-use super::ghash::{Ghash, Hasher};
+use super::ghash::Ghash;
 use crate::error::{Error, Result};
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher, generic_array::GenericArray};
+use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// The keystream of one AES key size.
+#[derive(Clone)]
 enum Keystream {
     Aes128(ctr::Ctr32BE<aes::Aes128>),
     Aes192(ctr::Ctr32BE<aes::Aes192>),
@@ -36,18 +46,138 @@ impl Keystream {
     }
 }
 
+/// Content decrypted on the caller's thread before a worker is worth its start.
+const INLINE_LIMIT: u64 = 1 << 20;
+/// Bytes per hand-over to the worker, and how many such buffers exist at most.
+const PIECE: usize = 256 * 1024;
+const PIECES: usize = 4;
+
+/// The running part of a decryption: what moves to the worker.
+#[derive(Clone)]
+struct Core {
+    keystream: Keystream,
+    ghash: Ghash,
+    /// Ciphertext bytes not yet hashed (less than a block).
+    partial: Zeroizing<Vec<u8>>,
+    ciphertext_len: u64,
+}
+
+impl Core {
+    /// Hashes `data` (ciphertext) and decrypts it in place.
+    fn update(&mut self, data: &mut [u8]) {
+        self.ciphertext_len += data.len() as u64;
+        let mut rest: &[u8] = data;
+        if !self.partial.is_empty() {
+            let take = (16 - self.partial.len()).min(rest.len());
+            self.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.partial.len() == 16 {
+                self.ghash.update_padded(&self.partial);
+                self.partial.clear();
+            }
+        }
+        let whole = rest.len() / 16 * 16;
+        // Whole blocks only: padding is for the last piece, in `finish`.
+        self.ghash.update_padded(&rest[..whole]);
+        self.partial.extend_from_slice(&rest[whole..]);
+        self.keystream.apply(data);
+    }
+}
+
+/// Where the cipher work runs.
+enum Engine {
+    Here(Box<Core>),
+    Worker(Pipeline),
+    /// Between the two, and after a lost worker: the tag cannot be checked.
+    Gone,
+}
+
+/// The worker's ends: ciphertext goes over on `work`, plaintext comes back, in order, on `done`.
+struct Pipeline {
+    work: SyncSender<Vec<u8>>,
+    done: Receiver<Vec<u8>>,
+    unallocated: usize,
+    in_flight: usize,
+    handle: JoinHandle<Core>,
+}
+
+impl Pipeline {
+    /// A thread that carries on from a copy of `core`; `None` when no thread can be had.
+    fn start(core: &Core) -> Option<Pipeline> {
+        let mut core = core.clone();
+        let (work, work_rx) = sync_channel::<Vec<u8>>(PIECES);
+        let (done_tx, done) = sync_channel::<Vec<u8>>(PIECES);
+        let handle = std::thread::Builder::new()
+            .name("gcm".into())
+            .spawn(move || {
+                for mut buf in work_rx {
+                    core.update(&mut buf);
+                    if done_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                core
+            })
+            .ok()?;
+        Some(Pipeline {
+            work,
+            done,
+            unallocated: PIECES,
+            in_flight: 0,
+            handle,
+        })
+    }
+
+    /// Sends `data` over, writing to `out` whatever comes back meanwhile.
+    fn send(&mut self, data: &[u8], out: &mut dyn Write) -> Result<()> {
+        for piece in data.chunks(PIECE) {
+            let mut buf = if self.unallocated > 0 {
+                self.unallocated -= 1;
+                Vec::with_capacity(PIECE)
+            } else {
+                self.receive(out)?
+            };
+            buf.clear();
+            buf.extend_from_slice(piece);
+            self.work.send(buf).map_err(|_| Error::DecryptFailed)?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// The oldest piece back, written to `out`; its buffer to reuse.
+    fn receive(&mut self, out: &mut dyn Write) -> Result<Vec<u8>> {
+        let buf = self.done.recv().map_err(|_| Error::DecryptFailed)?;
+        self.in_flight -= 1;
+        out.write_all(&buf)
+            .map_err(|e| Error::io("cannot write the decrypted output", e))?;
+        Ok(buf)
+    }
+
+    /// Everything back and written; the core for the tag.
+    fn finish(mut self, out: &mut dyn Write) -> Result<Core> {
+        while self.in_flight > 0 {
+            self.receive(out)?;
+        }
+        drop(self.work);
+        self.handle.join().map_err(|_| Error::DecryptFailed)
+    }
+}
+
+fn two_cores() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
 /// One AES-GCM decryption, fed the ciphertext in pieces of any size.
 pub struct GcmStream {
-    keystream: Keystream,
-    ghash: Hasher,
+    engine: Engine,
     /// H, kept to hash the additional data at the end.
     h: Zeroizing<[u8; 16]>,
     /// E(K, J0), the tag's mask.
     tag_mask: Zeroizing<[u8; 16]>,
-    /// Ciphertext bytes not yet hashed (less than a block).
-    partial: Zeroizing<Vec<u8>>,
-    ciphertext_len: u64,
     tag_len: usize,
+    /// No worker: one core, or a thread could not be had.
+    inline_only: bool,
 }
 
 fn block_encrypt<C: BlockEncrypt + KeyInit>(key: &[u8], block: &mut [u8; 16]) -> Result<()> {
@@ -97,51 +227,84 @@ impl GcmStream {
             _ => Keystream::Aes256(ctr::Ctr32BE::new(GenericArray::from_slice(key), iv)),
         };
         Ok(GcmStream {
-            keystream,
-            ghash: Hasher::new(&h),
+            engine: Engine::Here(Box::new(Core {
+                keystream,
+                ghash: Ghash::new(&h),
+                partial: Zeroizing::new(Vec::with_capacity(16)),
+                ciphertext_len: 0,
+            })),
             h,
             tag_mask,
-            partial: Zeroizing::new(Vec::with_capacity(16)),
-            ciphertext_len: 0,
             tag_len,
+            inline_only: !two_cores(),
         })
     }
 
-    /// Hashes `ciphertext` and decrypts it in place.
+    /// Hashes `data` (ciphertext) and decrypts it in place, on this thread. Not after
+    /// [`GcmStream::update_to`] has handed the work to a worker (the tag check then fails).
     pub fn update(&mut self, data: &mut [u8]) {
-        self.ciphertext_len += data.len() as u64;
-        let mut rest: &[u8] = data;
-        if !self.partial.is_empty() {
-            let take = (16 - self.partial.len()).min(rest.len());
-            self.partial.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.partial.len() == 16 {
-                self.ghash.update_blocks(&self.partial);
-                self.partial.clear();
-            }
+        match &mut self.engine {
+            Engine::Here(core) => core.update(data),
+            _ => self.engine = Engine::Gone,
         }
-        let whole = rest.len() / 16 * 16;
-        // Whole blocks only: padding is for the last piece, in `finish`.
-        self.ghash.update_blocks(&rest[..whole]);
-        self.partial.extend_from_slice(&rest[whole..]);
-        self.keystream.apply(data);
     }
 
-    /// Checks the tag over the content and `aad` (the DER of the authenticated attributes, or
-    /// empty): `Ok` only when it matches, else the uniform [`Error::DecryptFailed`].
+    /// Decrypts `data` and writes the plaintext to `out`, possibly later (by
+    /// [`GcmStream::finish_to`] at the latest) when a worker does the cipher work.
+    pub fn update_to(&mut self, data: &mut [u8], out: &mut dyn Write) -> Result<()> {
+        if let Engine::Here(core) = &mut self.engine {
+            if self.inline_only || core.ciphertext_len < INLINE_LIMIT {
+                core.update(data);
+                return out
+                    .write_all(data)
+                    .map_err(|e| Error::io("cannot write the decrypted output", e));
+            }
+            match Pipeline::start(core) {
+                Some(pipeline) => self.engine = Engine::Worker(pipeline),
+                None => self.inline_only = true,
+            }
+        }
+        match &mut self.engine {
+            Engine::Worker(pipeline) => pipeline.send(data, out),
+            Engine::Here(core) => {
+                core.update(data);
+                out.write_all(data)
+                    .map_err(|e| Error::io("cannot write the decrypted output", e))
+            }
+            Engine::Gone => Err(Error::DecryptFailed),
+        }
+    }
+
+    /// As [`GcmStream::finish_to`], after [`GcmStream::update`] only.
     pub fn finish(self, aad: &[u8], tag: &[u8]) -> Result<()> {
-        // The worker is joined before any answer, so none outlives the stream.
-        let mut ghash = self.ghash.finish()?;
+        self.finish_to(aad, tag, &mut std::io::sink())
+    }
+
+    /// Writes what the worker still holds to `out`, then checks the tag over the content and
+    /// `aad` (the DER of the authenticated attributes, or empty): `Ok` only when it matches,
+    /// else the uniform [`Error::DecryptFailed`]. The worker is joined before any answer.
+    pub fn finish_to(self, aad: &[u8], tag: &[u8], out: &mut dyn Write) -> Result<()> {
+        let core = match self.engine {
+            Engine::Here(core) => *core,
+            Engine::Worker(pipeline) => pipeline.finish(out)?,
+            Engine::Gone => return Err(Error::DecryptFailed),
+        };
+        let Core {
+            mut ghash,
+            partial,
+            ciphertext_len,
+            ..
+        } = core;
         if tag.len() != self.tag_len {
             return Err(Error::DecryptFailed);
         }
-        if !self.partial.is_empty() {
-            ghash.update_padded(&self.partial);
+        if !partial.is_empty() {
+            ghash.update_padded(&partial);
         }
-        let content_blocks = self.ciphertext_len.div_ceil(16);
+        let content_blocks = ciphertext_len.div_ceil(16);
         let mut lengths = [0u8; 16];
         lengths[..8].copy_from_slice(&((aad.len() as u64) * 8).to_be_bytes());
-        lengths[8..].copy_from_slice(&(self.ciphertext_len * 8).to_be_bytes());
+        lengths[8..].copy_from_slice(&(ciphertext_len * 8).to_be_bytes());
         ghash.update_padded(&lengths);
         let mut s = Zeroizing::new(ghash.finalize());
         if !aad.is_empty() {
@@ -267,5 +430,46 @@ mod tests {
         let mut copy = ct.clone();
         gcm.update(&mut copy);
         gcm.finish(b"", &tag[..12]).unwrap();
+    }
+
+    /// Past the inline limit the worker takes over: the same plaintext, in order, for pieces
+    /// of odd sizes and larger than a hand-over buffer, and a changed last byte still fails.
+    #[test]
+    fn a_long_content_through_the_worker() {
+        let key = [4u8; 32];
+        let nonce = [6u8; 12];
+        let aad: Vec<u8> = (0..30).collect();
+        let plain: Vec<u8> = (0..(5u32 << 20) / 4)
+            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+            .collect();
+        let mut ct = plain.clone();
+        let tag = seal(&key, &nonce, &aad, &mut ct);
+        let open = |ct: &[u8]| {
+            let mut gcm = GcmStream::new(&key, &nonce, 16).unwrap();
+            let mut out = Vec::new();
+            let mut ct = ct.to_vec();
+            let mut at = 0;
+            for size in [1usize, 700 * 16 + 3, 1 << 20, 3 * PIECE + 5, 16 * 16_411]
+                .iter()
+                .cycle()
+            {
+                let end = (at + size).min(ct.len());
+                gcm.update_to(&mut ct[at..end], &mut out).unwrap();
+                at = end;
+                if at == ct.len() {
+                    break;
+                }
+            }
+            assert!(matches!(gcm.engine, Engine::Worker(_)) || !two_cores());
+            let verdict = gcm.finish_to(&aad, &tag, &mut out);
+            (out, verdict)
+        };
+        let (out, verdict) = open(&ct);
+        verdict.unwrap();
+        assert!(out == plain, "the plaintext in order");
+        let mut bad = ct.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(open(&bad).1, Err(Error::DecryptFailed)));
     }
 }

@@ -4,17 +4,9 @@
 //! `ghash` 0.5 here, which is what bounds large GCM messages). GHASH is POLYVAL on byte-reversed
 //! blocks with the key multiplied by x (RFC 8452, appendix A); the reversal is done here a buffer
 //! at a time, not a block per call as `ghash` does, so it costs a fraction of the hashing.
-//!
-//! [`Hasher`] moves the hashing of a long content to a second thread, beside the keystream on
-//! the caller's: GHASH and AES-CTR cost about the same, so on two cores a large message takes
-//! the time of one of them. The ciphertext goes over in copies from a pool of four 256 KiB
-//! buffers, so memory stays bounded whatever the size.
 
-use crate::error::{Error, Result};
 use polyval::Polyval;
 use polyval::universal_hash::UniversalHash;
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
-use std::thread::JoinHandle;
 use zeroize::Zeroizing;
 
 /// Bytes reversed per batch: fits in L2 beside the data being hashed.
@@ -79,135 +71,6 @@ impl Ghash {
     }
 }
 
-/// Content hashed on the caller's thread before a worker is worth its start.
-const INLINE_LIMIT: u64 = 1 << 20;
-/// Bytes per hand-over to the worker, and how many such buffers exist at most.
-const PIECE: usize = 256 * 1024;
-const PIECES: usize = 4;
-
-/// GHASH over whole blocks, on this thread for a short content, on a worker beyond
-/// [`INLINE_LIMIT`] when the machine has a second core.
-pub enum Hasher {
-    /// `inline_only`: no second core, or no thread to be had.
-    Here {
-        ghash: Ghash,
-        hashed: u64,
-        inline_only: bool,
-    },
-    Worker(Worker),
-}
-
-/// The worker's ends: buffers go over full on `work` and come back empty on `free`.
-pub struct Worker {
-    work: SyncSender<Vec<u8>>,
-    free: Receiver<Vec<u8>>,
-    unallocated: usize,
-    handle: JoinHandle<Ghash>,
-    /// The worker is gone (it cannot end early unless it panicked): the tag cannot be checked.
-    lost: bool,
-}
-
-impl Hasher {
-    pub fn new(h: &[u8; 16]) -> Self {
-        Hasher::Here {
-            ghash: Ghash::new(h),
-            hashed: 0,
-            inline_only: !two_cores(),
-        }
-    }
-
-    /// Hashes `blocks`, a whole number of 16-byte blocks.
-    pub fn update_blocks(&mut self, blocks: &[u8]) {
-        debug_assert_eq!(blocks.len() % 16, 0);
-        if let Hasher::Here {
-            ghash,
-            hashed,
-            inline_only,
-        } = self
-        {
-            if *inline_only || *hashed < INLINE_LIMIT {
-                ghash.update_padded(blocks);
-                *hashed += blocks.len() as u64;
-                return;
-            }
-            match Worker::start(ghash) {
-                Some(worker) => *self = Hasher::Worker(worker),
-                None => *inline_only = true,
-            }
-        }
-        match self {
-            Hasher::Worker(worker) => worker.send(blocks),
-            Hasher::Here { ghash, .. } => ghash.update_padded(blocks),
-        }
-    }
-
-    /// The GHASH state after every block sent: waits for the worker.
-    pub fn finish(self) -> Result<Ghash> {
-        match self {
-            Hasher::Here { ghash, .. } => Ok(ghash),
-            Hasher::Worker(worker) => {
-                drop(worker.work);
-                match worker.handle.join() {
-                    Ok(ghash) if !worker.lost => Ok(ghash),
-                    _ => Err(Error::DecryptFailed),
-                }
-            }
-        }
-    }
-}
-
-impl Worker {
-    /// A thread that carries on from `ghash`'s state; `None` when no thread can be had.
-    fn start(ghash: &Ghash) -> Option<Worker> {
-        let mut ghash = ghash.clone();
-        let (work, work_rx) = sync_channel::<Vec<u8>>(PIECES);
-        let (free_tx, free) = channel::<Vec<u8>>();
-        let handle = std::thread::Builder::new()
-            .name("ghash".into())
-            .spawn(move || {
-                for buf in work_rx {
-                    ghash.update_padded(&buf);
-                    // The caller may have finished; a buffer nobody takes back is dropped.
-                    let _ = free_tx.send(buf);
-                }
-                ghash
-            })
-            .ok()?;
-        Some(Worker {
-            work,
-            free,
-            unallocated: PIECES,
-            handle,
-            lost: false,
-        })
-    }
-
-    fn send(&mut self, blocks: &[u8]) {
-        for piece in blocks.chunks(PIECE) {
-            let buf = if self.unallocated > 0 {
-                self.unallocated -= 1;
-                Some(Vec::with_capacity(PIECE))
-            } else {
-                self.free.recv().ok()
-            };
-            let Some(mut buf) = buf else {
-                self.lost = true;
-                return;
-            };
-            buf.clear();
-            buf.extend_from_slice(piece);
-            if self.work.send(buf).is_err() {
-                self.lost = true;
-                return;
-            }
-        }
-    }
-}
-
-fn two_cores() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -249,34 +112,5 @@ mod tests {
         manual[..3].copy_from_slice(&[1, 2, 3]);
         padded.update_padded(&manual);
         assert_eq!(zeros.finalize(), padded.finalize());
-    }
-
-    /// Past the inline limit the worker carries on from the same state: the same value as one
-    /// thread, for pieces of odd sizes and larger than a hand-over buffer.
-    #[test]
-    fn the_worker_gives_the_same_value() {
-        let h = [0xc3u8; 16];
-        let data: Vec<u8> = (0..(5u32 << 20) / 4)
-            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
-            .collect();
-        let mut one = Ghash::new(&h);
-        one.update_padded(&data);
-        let mut hasher = Hasher::new(&h);
-        let mut at = 0;
-        for (n, size) in [16usize, 700 * 16, 1 << 20, 3 * PIECE + 48, 16 * 16_411]
-            .iter()
-            .cycle()
-            .enumerate()
-        {
-            let end = (at + size).min(data.len());
-            hasher.update_blocks(&data[at..end]);
-            at = end;
-            if at == data.len() {
-                assert!(n > 4, "every piece size was used");
-                break;
-            }
-        }
-        assert!(matches!(hasher, Hasher::Worker(_)) || !two_cores());
-        assert_eq!(hasher.finish().unwrap().finalize(), one.finalize());
     }
 }

@@ -255,12 +255,10 @@ fn stream_content(envelope: EnvelopeStream<'_>, cek: &[u8], out: &mut dyn Write)
             let mut gcm = GcmStream::new(cek, nonce, *tag_len)?;
             let mut written = 0u64;
             let trailer = envelope.read_content(&mut |piece| {
-                gcm.update(piece);
                 written += piece.len() as u64;
-                out.write_all(piece)
-                    .map_err(|e| Error::io("cannot write the decrypted output", e))
+                gcm.update_to(piece, out)
             })?;
-            gcm.finish(&trailer.auth_attrs, &trailer.mac)?;
+            gcm.finish_to(&trailer.auth_attrs, &trailer.mac, out)?;
             Ok(written)
         }
         (cipher, _) => {
