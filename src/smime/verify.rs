@@ -396,3 +396,119 @@ fn has_bare_lf(data: &[u8]) -> bool {
         .enumerate()
         .any(|(i, b)| *b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keyops::{KeyBackend, KeyCertificate, KeyError, RsaPadding, SignAlg};
+    use crate::revocation::{Revocation, RevocationMode};
+    use rsa::pkcs8::DecodePrivateKey;
+    use std::path::PathBuf;
+    use zeroize::Zeroizing;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm-fixtures")).join(name)
+    }
+
+    /// Alice's signing key in software.
+    struct Alice(rsa::RsaPrivateKey);
+
+    impl KeyBackend for Alice {
+        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
+            Ok(Vec::new())
+        }
+        fn rsa_decrypt(
+            &mut self,
+            _: &[u8],
+            _: &RsaPadding,
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            Err(KeyError::Failed)
+        }
+        fn rsa_raw(
+            &mut self,
+            _: &[u8],
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            Err(KeyError::Failed)
+        }
+        fn sign(
+            &mut self,
+            _: &[u8],
+            _: SignAlg,
+            tbs: &[u8],
+        ) -> std::result::Result<Vec<u8>, KeyError> {
+            let digest = crate::cms::digest::digest(HashAlg::Sha256, &[tbs]);
+            self.0
+                .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+                .map_err(|_| KeyError::Failed)
+        }
+    }
+
+    /// Opaque signed-data by alice (SHA-256), DER.
+    fn signed(content: &[u8]) -> Vec<u8> {
+        let key = std::fs::read_to_string(fixture("alice-sign.key.pem")).unwrap();
+        let mut alice = Alice(rsa::RsaPrivateKey::from_pkcs8_pem(&key).unwrap());
+        let cert = std::fs::read(fixture("alice-sign.pem")).unwrap();
+        let cert = certinfo::load_certificates(&cert).unwrap().remove(0);
+        let req = crate::cms::signed::SignRequest {
+            content,
+            detached: false,
+            alg: SignAlg::RsaPkcs1v15(HashAlg::Sha256),
+            signer: &cert,
+            key_id: &[1],
+            encryption_cert: None,
+            extra_certs: &[],
+            signing_time: std::time::SystemTime::now(),
+        };
+        crate::cms::signed::sign(&mut alice, &req).unwrap()
+    }
+
+    fn trust() -> TrustStore {
+        let mut trust = TrustStore::load(&[fixture("ca.pem")], false).unwrap();
+        trust.set_revocation(Revocation {
+            mode: RevocationMode::Off,
+            crls: Vec::new(),
+            fetch: false,
+        });
+        trust
+    }
+
+    fn streamed(msg: &[u8], trust: &TrustStore) -> (VerifyOutcome, Vec<u8>) {
+        let mut out = Vec::new();
+        let outcome = verify_stream(&mut &msg[..], None, trust, &mut out).unwrap();
+        (outcome, out)
+    }
+
+    #[test]
+    fn a_small_message_gets_the_same_verdict_streamed_and_in_memory() {
+        let trust = trust();
+        let msg = signed(b"hello\r\n");
+        let in_memory = verify(&msg, None, &trust).unwrap();
+        let (outcome, content) = streamed(&msg, &trust);
+        assert!(in_memory.all_good && outcome.all_good);
+        assert_eq!(content, in_memory.content);
+        assert_eq!(
+            serde_json::to_value(&outcome).unwrap(),
+            serde_json::to_value(&in_memory).unwrap()
+        );
+    }
+
+    /// The one intended difference: a streamed content is hashed only by the algorithms
+    /// listed before it, so a signer whose digest is not among them fails (openssl fails it
+    /// too); held in memory, it is hashed by the signer's own algorithm.
+    #[test]
+    fn a_streamed_signer_whose_digest_is_not_listed_first_fails_clearly() {
+        let trust = trust();
+        let mut msg = signed(b"hello\r\n");
+        let sha256 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+        let at = msg.windows(9).position(|w| w == sha256).unwrap();
+        msg[at + 8] = 0x02; // digestAlgorithms: SHA-384 instead
+        assert!(verify(&msg, None, &trust).unwrap().all_good);
+        let (outcome, _) = streamed(&msg, &trust);
+        assert!(!outcome.all_good);
+        let problem = outcome.signers[0].problem.clone().unwrap();
+        assert!(problem.contains("digestAlgorithms"), "{problem}");
+    }
+}
