@@ -14,6 +14,7 @@ pub mod oids;
 pub mod pubkey;
 pub mod recipient;
 pub mod signed;
+pub mod signed_stream;
 pub mod stream;
 pub mod verify;
 

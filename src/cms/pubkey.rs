@@ -21,11 +21,22 @@ pub fn verify(
     tbs: &[u8],
     signature: &[u8],
 ) -> Result<(), String> {
-    let hashed = digest(hash, &[tbs]);
+    verify_digest(spki, sig_alg, hash, &digest(hash, &[tbs]), signature)
+}
+
+/// As [`verify`], over the digest of what was signed: for content too large to hold, hashed
+/// as it was read.
+pub fn verify_digest(
+    spki: &SubjectPublicKeyInfoOwned,
+    sig_alg: &AlgorithmIdentifierOwned,
+    hash: HashAlg,
+    hashed: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
     if spki.algorithm.oid == oids::RSA_ENCRYPTION {
-        rsa_verify(spki, sig_alg, hash, &hashed, signature)
+        rsa_verify(spki, sig_alg, hash, hashed, signature)
     } else if spki.algorithm.oid == oids::EC_PUBLIC_KEY {
-        ecdsa_verify(spki, &hashed, signature)
+        ecdsa_verify(spki, hashed, signature)
     } else {
         Err(format!(
             "unsupported public key type {}",

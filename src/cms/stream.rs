@@ -30,8 +30,8 @@ const BUFFER: usize = 256 << 10;
 /// Deepest nesting of a chunked content string.
 const MAX_DEPTH: usize = 32;
 
-/// A buffered reader that counts what it consumed.
-struct Source<'r> {
+/// A buffered reader that counts what it consumed; also the reader of [`crate::cms::signed_stream`].
+pub(crate) struct Source<'r> {
     input: &'r mut dyn Read,
     buf: Vec<u8>,
     start: usize,
@@ -41,14 +41,14 @@ struct Source<'r> {
 
 /// An element's header.
 #[derive(Debug, Clone, Copy)]
-struct Header {
-    tag: Tag,
+pub(crate) struct Header {
+    pub(crate) tag: Tag,
     len: Option<u64>,
 }
 
 /// A constructed element still open: where it ends (`None`: indefinite, at an end-of-contents).
 #[derive(Debug, Clone, Copy)]
-struct Open {
+pub(crate) struct Open {
     end: Option<u64>,
 }
 
@@ -56,12 +56,12 @@ fn malformed(e: BerError) -> Error {
     Error::BadInput(format!("malformed CMS data: {e}"))
 }
 
-fn unexpected(what: &'static str) -> Error {
+pub(crate) fn unexpected(what: &'static str) -> Error {
     malformed(BerError::Unexpected(what))
 }
 
 impl<'r> Source<'r> {
-    fn new(input: &'r mut dyn Read) -> Self {
+    pub(crate) fn new(input: &'r mut dyn Read) -> Self {
         Source {
             input,
             buf: vec![0; BUFFER],
@@ -102,7 +102,7 @@ impl<'r> Source<'r> {
     }
 
     /// Reads the next element's header; its raw bytes are appended to `raw` if given.
-    fn header(&mut self, raw: Option<&mut Vec<u8>>) -> Result<Header> {
+    pub(crate) fn header(&mut self, raw: Option<&mut Vec<u8>>) -> Result<Header> {
         if self.fill(16)? == 0 {
             return Err(malformed(BerError::Truncated));
         }
@@ -125,7 +125,7 @@ impl<'r> Source<'r> {
         Ok(self.available()[..2] == [0, 0])
     }
 
-    fn open(&self, h: Header) -> Result<Open> {
+    pub(crate) fn open(&self, h: Header) -> Result<Open> {
         if !h.tag.constructed {
             return Err(unexpected(
                 "a primitive element where a constructed one belongs",
@@ -143,7 +143,7 @@ impl<'r> Source<'r> {
     }
 
     /// Whether the open element has no more children.
-    fn at_end(&mut self, open: Open) -> Result<bool> {
+    pub(crate) fn at_end(&mut self, open: Open) -> Result<bool> {
         match open.end {
             Some(end) if self.pos > end => Err(malformed(BerError::BadLength)),
             Some(end) => Ok(self.pos == end),
@@ -152,7 +152,7 @@ impl<'r> Source<'r> {
     }
 
     /// Ends the open element: exactly at its length, or at its end-of-contents marker.
-    fn close(&mut self, open: Open) -> Result<()> {
+    pub(crate) fn close(&mut self, open: Open) -> Result<()> {
         match open.end {
             Some(end) if self.pos == end => Ok(()),
             Some(_) => Err(malformed(BerError::BadLength)),
@@ -182,13 +182,19 @@ impl<'r> Source<'r> {
     }
 
     /// Reads a whole element (header and content, any nesting) as its raw bytes, up to `max`.
-    fn element(&mut self, max: usize) -> Result<Vec<u8>> {
+    pub(crate) fn element(&mut self, max: usize) -> Result<Vec<u8>> {
         let mut raw = Vec::new();
         self.element_into(&mut raw, max, 0)?;
         Ok(raw)
     }
 
-    fn element_into(&mut self, raw: &mut Vec<u8>, max: usize, depth: usize) -> Result<()> {
+    /// Appends a whole element to `raw`, failing when `raw` would grow beyond `max` in all.
+    pub(crate) fn element_into(
+        &mut self,
+        raw: &mut Vec<u8>,
+        max: usize,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(malformed(BerError::TooDeep));
         }
@@ -222,7 +228,7 @@ impl<'r> Source<'r> {
 
     /// Hands the content of a string element (primitive or chunked) to `sink`, a piece at a
     /// time; returns its length.
-    fn stream_string(
+    pub(crate) fn stream_string(
         &mut self,
         h: Header,
         depth: usize,
@@ -285,7 +291,7 @@ pub struct Trailer {
 }
 
 /// One whole small element, parsed.
-fn parse_one<'a>(raw: &'a [u8], what: &'static str) -> Result<ber::Element<'a>> {
+pub(crate) fn parse_one<'a>(raw: &'a [u8], what: &'static str) -> Result<ber::Element<'a>> {
     Ok(Reader::new(raw).read(what)?)
 }
 

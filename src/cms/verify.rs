@@ -5,9 +5,9 @@
 //! The signed attributes are verified over their bytes as received (re-tagged as a SET): the
 //! `der` decoder re-sorts SET OF, and a re-encoding could differ from what was signed.
 
-use crate::cms::ber::{Element, Tag};
+use crate::cms::ber::{Element, Reader, Tag};
 use crate::cms::content::read_oid;
-use crate::cms::digest::digest;
+use crate::cms::digest::Digests;
 use crate::cms::envelope::content_info;
 use crate::cms::oids;
 use crate::cms::recipient::subject_key_id;
@@ -57,20 +57,26 @@ fn bad(what: &str) -> Error {
 /// tests/fuzz_regressions.rs).
 const MAX_SIGNERS: usize = 16;
 
-/// Reads a ContentInfo holding SignedData.
-pub fn parse(data: &[u8]) -> Result<SignedMessage> {
-    let (oid, body) = content_info(data)?;
-    if oid == oids::ENVELOPED_DATA || oid == oids::AUTH_ENVELOPED_DATA {
+/// Refuses a ContentInfo content type other than SignedData, saying what it is instead.
+pub(crate) fn expect_signed_data(oid: &ObjectIdentifier) -> Result<()> {
+    if *oid == oids::ENVELOPED_DATA || *oid == oids::AUTH_ENVELOPED_DATA {
         return Err(Error::BadInput(
             "this message is encrypted, not signed: decrypt it first (p11smime decrypt)".into(),
         ));
     }
-    if oid != oids::SIGNED_DATA {
+    if *oid != oids::SIGNED_DATA {
         return Err(Error::Unsupported(format!(
             "CMS content type {} is not signed data",
-            oids::name(&oid)
+            oids::name(oid)
         )));
     }
+    Ok(())
+}
+
+/// Reads a ContentInfo holding SignedData.
+pub fn parse(data: &[u8]) -> Result<SignedMessage> {
+    let (oid, body) = content_info(data)?;
+    expect_signed_data(&oid)?;
     let mut fields = body
         .expect_universal(Tag::SEQUENCE, "a SignedData SEQUENCE")?
         .children()?;
@@ -92,7 +98,32 @@ pub fn parse(data: &[u8]) -> Result<SignedMessage> {
         Some(_) => return Err(bad("eContent is not [0]")),
         None => None,
     };
+    let (certificates, signers) = read_after_content(&mut fields)?;
+    Ok(SignedMessage {
+        content_type,
+        content,
+        certificates,
+        signers,
+    })
+}
 
+/// The digest algorithms a SignedData lists before its content (`digestAlgorithms`), those
+/// this crate implements: what a streamed content is hashed with.
+pub(crate) fn digest_algorithms(set: &Element<'_>) -> Result<Vec<HashAlg>> {
+    let mut algs = Vec::new();
+    for alg in set.children()? {
+        let oid = read_oid(&mut alg?.children()?)?;
+        if let Some(hash) = hash_of(&oid) {
+            algs.push(hash);
+        }
+    }
+    Ok(algs)
+}
+
+/// The fields after the encapsulated content: certificates, CRLs (skipped) and signer infos.
+pub(crate) fn read_after_content(
+    fields: &mut Reader<'_>,
+) -> Result<(Vec<Certificate>, Vec<Signer>)> {
     let mut certificates = Vec::new();
     let mut next = fields.read("the signer infos")?;
     if next.tag.is_context(0) {
@@ -122,12 +153,7 @@ pub fn parse(data: &[u8]) -> Result<SignedMessage> {
         }
         signers.push(parse_signer(&si?)?);
     }
-    Ok(SignedMessage {
-        content_type,
-        content,
-        certificates,
-        signers,
-    })
+    Ok((certificates, signers))
 }
 
 fn parse_signer(element: &Element<'_>) -> Result<Signer> {
@@ -156,6 +182,16 @@ fn hash_of(oid: &ObjectIdentifier) -> Option<HashAlg> {
         o if o == oids::SHA512 => HashAlg::Sha512,
         _ => return None,
     })
+}
+
+impl SignedMessage {
+    /// The digest algorithms the signers use (those this crate implements).
+    pub fn digest_algorithms(&self) -> Vec<HashAlg> {
+        self.signers
+            .iter()
+            .filter_map(|s| hash_of(&s.info.digest_alg.oid))
+            .collect()
+    }
 }
 
 impl Signer {
@@ -213,24 +249,32 @@ impl Signer {
         x509_cert::time::Time::from_der(&any.to_der().ok()?).ok()
     }
 
-    /// Checks the digest of `content` and the signature with `cert`'s public key.
+    /// Checks the content's digest (among `digests`, computed as the content was read) and the
+    /// signature with `cert`'s public key.
     pub fn check(
         &self,
-        content: &[u8],
+        digests: &Digests,
         econtent_type: &ObjectIdentifier,
         cert: &Certificate,
     ) -> std::result::Result<(), String> {
         let hash = hash_of(&self.info.digest_alg.oid)
             .ok_or_else(|| format!("unsupported digest algorithm {}", self.info.digest_alg.oid))?;
-        let content_digest = digest(hash, &[content]);
-        let tbs: Vec<u8> = match &self.signed_attrs {
+        // Only when a streamed message's digestAlgorithms leave out the signer's digest.
+        let content_digest = digests.get(hash).ok_or_else(|| {
+            format!(
+                "the signer's digest algorithm {} is not among those the message lists first \
+                 (digestAlgorithms), so the content was not hashed with it",
+                hash.name()
+            )
+        })?;
+        match &self.signed_attrs {
             Some(attrs) => {
                 let md = self
                     .attribute(ATTR_MESSAGE_DIGEST)
                     .ok_or("the signed attributes have no message digest")?;
                 let md = der::asn1::OctetString::from_der(&md.to_der().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
-                if md.as_bytes() != content_digest.as_slice() {
+                if md.as_bytes() != content_digest {
                     return Err(
                         "the content does not match the signed digest (the message was changed)"
                             .into(),
@@ -242,16 +286,22 @@ impl Signer {
                 if ct.decode_as::<ObjectIdentifier>().ok().as_ref() != Some(econtent_type) {
                     return Err("the signed content type does not match the content".into());
                 }
-                attrs.clone()
+                crate::cms::pubkey::verify(
+                    &cert.tbs_certificate.subject_public_key_info,
+                    &self.info.signature_algorithm,
+                    hash,
+                    attrs,
+                    self.info.signature.as_bytes(),
+                )
             }
-            None => content.to_vec(),
-        };
-        crate::cms::pubkey::verify(
-            &cert.tbs_certificate.subject_public_key_info,
-            &self.info.signature_algorithm,
-            hash,
-            &tbs,
-            self.info.signature.as_bytes(),
-        )
+            // No signed attributes: the signature is over the content itself.
+            None => crate::cms::pubkey::verify_digest(
+                &cert.tbs_certificate.subject_public_key_info,
+                &self.info.signature_algorithm,
+                hash,
+                content_digest,
+                self.info.signature.as_bytes(),
+            ),
+        }
     }
 }

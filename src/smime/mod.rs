@@ -20,4 +20,4 @@ pub use keys::KeyAccess;
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};
 pub use spool::{Sink, Spool};
 pub use unwrap::{LayerReport, UnwrapOutcome, UnwrapRequest, unwrap, unwrap_with};
-pub use verify::{SignerReport, VerifyOutcome, verify};
+pub use verify::{SignerReport, VerifyOutcome, verify, verify_stream};

@@ -1,13 +1,15 @@
 //! `p11smime verify`: a short report per signer, `--json`, and exit 7 unless every signature
-//! is valid and trusted.
+//! is valid and trusted. The message is read as a stream (see `smime::verify_stream`); `-o`
+//! releases the signed content only after the verdict.
 
 use super::print_json;
 use crate::cli::VerifyArgs;
 use crate::io;
 use p11smime::revocation::{self, Revocation, RevocationMode};
-use p11smime::smime::{self, SignerReport};
+use p11smime::smime::{self, SignerReport, Sink, Spool};
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
+use std::io::{Read, Write};
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     let from_stdin = io::is_stdin(args.input.as_deref());
@@ -18,13 +20,49 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         ));
     }
     io::check_distinct(args.input.as_deref(), args.output.as_deref())?;
-    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
-    let content = match &args.content {
+    let mut input = io::open_input(args.input.as_deref().filter(|_| !from_stdin))?;
+    let mut content = match &args.content {
         Some(p) => Some(
-            std::fs::read(p).map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
+            std::fs::File::open(p)
+                .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
         ),
         None => None,
     };
+    let trust = trust_store(&args)?;
+    // The signed content is written as it is read, before the verdict: into a file that
+    // appears only if every signature is good, or for stdout into a spool released only then;
+    // without -o, nowhere.
+    let mut verify = |out: &mut dyn Write| {
+        smime::verify_stream(
+            &mut *input,
+            content.as_mut().map(|f| f as &mut dyn Read),
+            &trust,
+            out,
+        )
+    };
+    if args.output.is_none() {
+        let outcome = verify(&mut std::io::sink())?;
+        return conclude(&args, &outcome);
+    }
+    io::with_sink(
+        args.output.as_ref().filter(|_| !output_to_stdout),
+        |sink| match sink {
+            Sink::Staged(file) => {
+                let outcome = verify(file)?;
+                conclude(&args, &outcome)
+            }
+            Sink::Visible(stdout) => {
+                let mut spool = Spool::new();
+                let outcome = verify(&mut spool)?;
+                conclude(&args, &outcome)?;
+                spool.release(stdout).map(|_| ())
+            }
+        },
+    )
+}
+
+/// The trust anchors and revocation settings the options name.
+fn trust_store(args: &VerifyArgs) -> Result<TrustStore> {
     let mut trust = TrustStore::load(&args.ca, !args.no_system_ca)?;
     let mut crls = Vec::new();
     for path in &args.crl {
@@ -44,7 +82,12 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         crls,
         fetch: !args.offline,
     });
-    let outcome = smime::verify(&input, content.as_deref(), &trust)?;
+    Ok(trust)
+}
+
+/// The report, the signer's certificate and `--remember`; an error (exit 7) unless every
+/// signature is good, so that the content is then not released.
+fn conclude(args: &VerifyArgs, outcome: &smime::VerifyOutcome) -> Result<()> {
     if args.status_line {
         eprintln!(
             "{}",
@@ -55,7 +98,6 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             }
         );
     }
-
     if let Some(path) = &args.signer_cert
         && let Some(cert) = outcome.signers.iter().find_map(|s| s.certificate.as_ref())
     {
@@ -65,7 +107,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     }
     if args.json {
-        print_json(&outcome)?;
+        print_json(outcome)?;
     } else {
         for s in &outcome.signers {
             print_signer(s);
@@ -81,12 +123,6 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 }
             }
         }
-    }
-    if let Some(path) = &args.output {
-        io::with_output(Some(path).filter(|_| !output_to_stdout), |out| {
-            out.write_all(&outcome.content)
-                .map_err(|e| Error::io("cannot write the signed content", e))
-        })?;
     }
     Ok(())
 }
