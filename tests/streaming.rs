@@ -1,5 +1,5 @@
 //! Large messages are decrypted as they are read (DER, BER with indefinite lengths and chunked
-//! content, AES-CBC and AES-GCM, from a file or stdin), and a message that turns out broken at
+//! content, AES-CBC and AES-GCM, bare or as PEM or an S/MIME mail, from a file or stdin), and a message that turns out broken at
 //! its end never lets plaintext out: to stdout nothing at all (the output waits in a spool until
 //! the padding or the tag is checked), with `-o` no file and no temporary file. Memory and speed
 //! are measured by `scripts/bench`, not here.
@@ -30,10 +30,15 @@ impl Big {
 
     /// `openssl cms -encrypt -binary` of the big file to alice, DER, with `opts`.
     fn encrypt(&self, name: &str, opts: &[&str]) -> PathBuf {
+        self.encrypt_as(name, "DER", opts)
+    }
+
+    /// As [`Big::encrypt`], in `outform` (DER, PEM, or SMIME: a mail message).
+    fn encrypt_as(&self, name: &str, outform: &str, opts: &[&str]) -> PathBuf {
         let out = self.token.path(name);
         run_ok(
             std::process::Command::new("openssl")
-                .args(["cms", "-encrypt", "-binary", "-outform", "DER"])
+                .args(["cms", "-encrypt", "-binary", "-outform", outform])
                 .args(opts)
                 .arg("-in")
                 .arg(&self.plain)
@@ -116,6 +121,58 @@ fn large_messages_in_every_encoding_come_out_whole() {
         let out = big.decrypt_stdin(&msg);
         assert!(out.status.success(), "{name} stdin: {}", report(&out));
         big.assert_same(&out.stdout, &format!("{name} from stdin"));
+    }
+}
+
+/// What a mail client pipes: the S/MIME mail (base64 body), and PEM, decrypted as read.
+#[test]
+fn large_mail_and_pem_messages_come_out_whole() {
+    let big = Big::new();
+    for (name, outform, opts) in [
+        ("cbc.eml", "SMIME", vec!["-aes256"]),
+        ("gcm.eml", "SMIME", vec!["-aes-256-gcm"]),
+        ("cbc-stream.pem", "PEM", vec!["-aes128", "-stream"]),
+    ] {
+        let msg = big.encrypt_as(name, outform, &opts);
+        let out = big.decrypt_stdin(&msg);
+        assert!(out.status.success(), "{name} stdin: {}", report(&out));
+        big.assert_same(&out.stdout, &format!("{name} from stdin"));
+        let to = big.token.path(&format!("{name}.out"));
+        let out = big.decrypt_file(&msg, Some(&to));
+        assert!(out.status.success(), "{name} -o: {}", report(&out));
+        big.assert_same(&std::fs::read(&to).unwrap(), &format!("{name} -o"));
+    }
+    // Broken near the end of the base64: a changed character (GCM: the tag fails; CBC has no
+    // integrity), a character that is not base64, the text cut off: exit 3, and no plaintext
+    // anywhere.
+    let near_end = |mail: &[u8]| {
+        let end = mail.len() - 200;
+        end - mail[..end]
+            .iter()
+            .rev()
+            .position(u8::is_ascii_alphanumeric)
+            .unwrap()
+            - 1
+    };
+    let mut changed = std::fs::read(big.token.path("gcm.eml")).unwrap();
+    let at = near_end(&changed);
+    changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+    let mail = std::fs::read(big.token.path("cbc.eml")).unwrap();
+    let mut not_base64 = mail.clone();
+    not_base64[near_end(&mail)] = b'*';
+    for (what, bytes) in [
+        ("a changed base64 character", changed),
+        ("a character that is not base64", not_base64),
+        ("cut off", mail[..mail.len() / 2 + 3].to_vec()),
+    ] {
+        let msg = big.token.write("broken.eml", &bytes);
+        let out = big.decrypt_stdin(&msg);
+        assert_fails(&out, 3, what);
+        assert!(out.stdout.is_empty(), "{what}: plaintext reached stdout");
+        let to = big.token.path("broken.out");
+        let out = big.decrypt_file(&msg, Some(&to));
+        assert_fails(&out, 3, &format!("{what}, -o"));
+        big.assert_nothing_written(&to);
     }
 }
 

@@ -90,6 +90,11 @@ impl<'r> Source<'r> {
                 Ok(0) => break,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A text wrapping decoded on the way (mime::stream) found bad base64: the
+                // message is malformed, not the disk.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(Error::BadInput(e.to_string()));
+                }
                 Err(e) => return Err(Error::io("cannot read the message", e)),
             }
         }

@@ -1,8 +1,10 @@
 //! Mail without crypto: recognising S/MIME in whatever input arrives (`detect`), reading and
-//! writing entities byte-exactly (`entity`), making them safe to sign (`canon`), and composing
-//! signed and enveloped messages (`compose`).
+//! writing entities byte-exactly (`entity`), making them safe to sign (`canon`), composing
+//! signed and enveloped messages (`compose`), and reading the CMS out of a PEM or mail wrapping
+//! as a stream (`stream`).
 
 pub mod canon;
 pub mod compose;
 pub mod detect;
 pub mod entity;
+pub mod stream;

@@ -141,16 +141,19 @@ impl<'m: 'r, 'r> Decryptor<'m, 'r> {
         Ok(self.outcome(found.form, token, report))
     }
 
-    /// Decrypts a CMS message (DER or BER: a ContentInfo, not a mail) as it is read from
-    /// `input`, in constant memory whatever its size. Into a [`Sink::Visible`] output nothing
-    /// is written until the whole message was read and its tag or padding checked.
+    /// Decrypts a CMS message (DER or BER: a ContentInfo, not a mail; see
+    /// [`crate::mime::stream`] for the wrappings) as it is read from `input`, in constant
+    /// memory whatever its size; `form` is what it arrived in, for the report. Into a
+    /// [`Sink::Visible`] output nothing is written until the whole message was read and its tag
+    /// or padding checked.
     pub fn decrypt_stream(
         &mut self,
         input: &mut dyn Read,
+        form: InputForm,
         sink: Sink<'_>,
     ) -> Result<DecryptOutcome> {
         let envelope = EnvelopeStream::open(input)?;
-        self.describe(&envelope.recipients, &envelope.cipher, InputForm::Der);
+        self.describe(&envelope.recipients, &envelope.cipher, form);
         let (token, cek, mut report) = self.open_key(&envelope.recipients, &envelope.cipher)?;
         report.bytes = match sink {
             Sink::Staged(out) => stream_content(envelope, &cek, out)?,
@@ -160,7 +163,7 @@ impl<'m: 'r, 'r> Decryptor<'m, 'r> {
                 spool.release(out)?
             }
         };
-        Ok(self.outcome(InputForm::Der, token, report))
+        Ok(self.outcome(form, token, report))
     }
 
     fn describe(&self, recipients: &[Recipient], cipher: &ContentCipher, form: InputForm) {

@@ -5,12 +5,14 @@ use crate::cli::DecryptArgs;
 use crate::io;
 use crate::ui::Terminal;
 use p11smime::mime::compose;
+use p11smime::mime::detect::InputForm;
+use p11smime::mime::stream::{self, Opened};
 use p11smime::pin::PinSource;
 use p11smime::smime::{self, DecryptRequest, Decryptor, LayerReport, UnwrapRequest};
 use p11smime::token::KeySelector;
 use p11smime::trust::TrustStore;
 use p11smime::{Error, Result};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 
 pub fn run(args: DecryptArgs) -> Result<()> {
     if args.out_dir.is_some() || args.input.len() > 1 || args.input.iter().any(|p| p.is_dir()) {
@@ -32,20 +34,23 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     }
     io::check_distinct(input_path.as_deref(), args.output.as_deref())?;
     let mut reader = io::open_input(input_path.as_deref().filter(|_| !from_stdin))?;
-    // A binary CMS message (DER or BER) is decrypted as it is read, in constant memory; mail,
-    // PEM and base64, and the modes that need the whole message, are read whole.
-    let binary = reader
-        .fill_buf()
-        .map_err(|e| Error::io("cannot read the message", e))?
-        .first()
-        == Some(&0x30);
-    if binary && !args.unwrap && !args.message {
-        return decrypt_stream(&args, pin.as_ref(), key.as_ref(), &mut reader);
-    }
-    let mut input = Vec::new();
-    reader
-        .read_to_end(&mut input)
-        .map_err(|e| Error::io("cannot read the message", e))?;
+    // A binary CMS message (DER or BER), PEM, or a mail whose body is the base64 of one, is
+    // decrypted as it is read, in constant memory; other forms and the modes that need the
+    // whole message are read whole.
+    let input = if args.unwrap || args.message {
+        let mut input = Vec::new();
+        reader
+            .read_to_end(&mut input)
+            .map_err(|e| Error::io("cannot read the message", e))?;
+        input
+    } else {
+        match stream::open(&mut reader)? {
+            Opened::Stream { form, mut reader } => {
+                return decrypt_stream(&args, pin.as_ref(), key.as_ref(), &mut reader, form);
+            }
+            Opened::Whole(input) => input,
+        }
+    };
 
     let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
@@ -93,6 +98,7 @@ fn decrypt_stream(
     pin: Option<&PinSource>,
     key: Option<&KeySelector>,
     reader: &mut dyn std::io::Read,
+    form: InputForm,
 ) -> Result<()> {
     let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
@@ -105,7 +111,7 @@ fn decrypt_stream(
     };
     let mut decryptor = Decryptor::new(keys.access(), &request);
     let outcome = io::with_sink(args.output.as_ref(), |sink| {
-        decryptor.decrypt_stream(reader, sink)
+        decryptor.decrypt_stream(reader, form, sink)
     })?;
     report(args, &outcome)
 }

@@ -1,0 +1,280 @@
+//! The binary CMS message inside a text wrapping, read as a stream: PEM, or a mail message
+//! whose body is `application/pkcs7-mime` in base64 (what a mail client pipes for an
+//! encrypted message). Only the header block is held in memory (at most [`MAX_HEADER`]); the
+//! body is base64-decoded as it is read, so a large message decrypts in constant memory.
+//!
+//! Anything else (an `smime.p7m` attachment inside a multipart, bare base64, a message this
+//! reader does not recognise from its headers) comes back whole for [`super::detect`], which
+//! searches the whole structure.
+
+use super::detect::InputForm;
+use crate::error::{Error, Result};
+use base64::Engine;
+use mail_parser::{MessageParser, MimeHeaders};
+use std::io::{BufRead, Read};
+
+/// The most header (or text before a PEM block) read before giving up on streaming.
+pub const MAX_HEADER: usize = 256 * 1024;
+
+/// What [`open`] found.
+pub enum Opened<'r> {
+    /// Binary CMS, read as it comes.
+    Stream {
+        form: InputForm,
+        reader: Box<dyn Read + 'r>,
+    },
+    /// Not a form this reader streams: the whole input, for [`super::detect::find_cms`].
+    Whole(Vec<u8>),
+}
+
+/// Looks at the start of `input` and returns a reader of the binary CMS inside it, or the
+/// whole input when it is in a form only the in-memory path knows.
+pub fn open<'r>(input: &'r mut dyn BufRead) -> Result<Opened<'r>> {
+    let first = input
+        .fill_buf()
+        .map_err(|e| Error::io("cannot read the message", e))?;
+    if first.first() == Some(&0x30) {
+        return Ok(Opened::Stream {
+            form: InputForm::Der,
+            reader: Box::new(input),
+        });
+    }
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = (&mut *input)
+            .take((MAX_HEADER - head.len()) as u64)
+            .read_until(b'\n', &mut head)
+            .map_err(|e| Error::io("cannot read the message", e))?;
+        let line = &head[before..];
+        if n == 0 || !line.ends_with(b"\n") {
+            // The end of the input, or a header block too long: the whole of it.
+            return whole(head, input);
+        }
+        if line.trim_ascii().starts_with(b"-----BEGIN ") {
+            if head[..before].iter().all(u8::is_ascii_whitespace) {
+                return Ok(Opened::Stream {
+                    form: InputForm::Pem,
+                    reader: Box::new(Base64Reader::new(input, true)),
+                });
+            }
+            return whole(head, input);
+        }
+        if line.trim_ascii().is_empty() {
+            if head[..before].iter().all(u8::is_ascii_whitespace) {
+                // Blank lines before a PEM block.
+                continue;
+            }
+            break;
+        }
+    }
+    if is_base64_pkcs7_mime(&head) {
+        return Ok(Opened::Stream {
+            form: InputForm::Mime,
+            reader: Box::new(Base64Reader::new(input, false)),
+        });
+    }
+    whole(head, input)
+}
+
+fn whole<'r>(mut head: Vec<u8>, input: &mut dyn BufRead) -> Result<Opened<'r>> {
+    input
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io("cannot read the message", e))?;
+    Ok(Opened::Whole(head))
+}
+
+/// Whether a header block says: the body is an `application/pkcs7-mime` object in base64.
+fn is_base64_pkcs7_mime(head: &[u8]) -> bool {
+    let Some(message) = MessageParser::default().parse_headers(head) else {
+        return false;
+    };
+    let Some(part) = message.parts.first() else {
+        return false;
+    };
+    let pkcs7 = part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("application")
+            && ct.subtype().is_some_and(|s| {
+                s.eq_ignore_ascii_case("pkcs7-mime") || s.eq_ignore_ascii_case("x-pkcs7-mime")
+            })
+    });
+    let base64 = part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
+    pkcs7 && base64
+}
+
+/// Base64 text decoded as it is read. Whitespace anywhere is skipped; with `pem`, a `-`
+/// (the END line) ends the data. Bad base64 is an `InvalidData` error.
+struct Base64Reader<'r> {
+    input: &'r mut dyn BufRead,
+    pem: bool,
+    /// Characters read and not yet decoded (fewer than 4 between fills).
+    text: Vec<u8>,
+    decoded: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl<'r> Base64Reader<'r> {
+    fn new(input: &'r mut dyn BufRead, pem: bool) -> Self {
+        Base64Reader {
+            input,
+            pem,
+            text: Vec::new(),
+            decoded: Vec::new(),
+            at: 0,
+            ended: false,
+        }
+    }
+
+    /// Reads the next piece of text and decodes what makes whole groups of four.
+    fn refill(&mut self) -> std::io::Result<()> {
+        let chunk = self.input.fill_buf()?;
+        let mut used = chunk.len();
+        if chunk.is_empty() {
+            self.ended = true;
+        }
+        for (i, c) in chunk.iter().enumerate() {
+            if c.is_ascii_whitespace() {
+                continue;
+            }
+            if self.pem && *c == b'-' {
+                self.ended = true;
+                used = i;
+                break;
+            }
+            self.text.push(*c);
+        }
+        self.input.consume(used);
+        let whole = if self.ended {
+            self.text.len()
+        } else {
+            self.text.len() / 4 * 4
+        };
+        self.decoded.clear();
+        self.at = 0;
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(&self.text[..whole], &mut self.decoded)
+            .map_err(|e| {
+                let why = match e {
+                    base64::DecodeError::InvalidByte(_, b) => {
+                        format!("holds a character that is not base64: {:?}", b as char)
+                    }
+                    _ => "is cut short or malformed at its end".to_string(),
+                };
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the message's base64 {why}"),
+                )
+            })?;
+        self.text.drain(..whole);
+        Ok(())
+    }
+}
+
+impl Read for Base64Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.decoded.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.refill()?;
+        }
+        let n = buf.len().min(self.decoded.len() - self.at);
+        buf[..n].copy_from_slice(&self.decoded[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn wrap_base64(data: &[u8], width: usize, eol: &str) -> String {
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut out = String::new();
+        for line in text.as_bytes().chunks(width) {
+            out.push_str(std::str::from_utf8(line).unwrap());
+            out.push_str(eol);
+        }
+        out
+    }
+
+    fn read_all(input: &[u8]) -> (Option<InputForm>, Vec<u8>) {
+        // A small buffer, so that groups of four and line ends straddle the fills.
+        let mut reader = std::io::BufReader::with_capacity(7, input);
+        match open(&mut reader).unwrap() {
+            Opened::Stream { form, mut reader } => {
+                let mut out = Vec::new();
+                reader.read_to_end(&mut out).unwrap();
+                (Some(form), out)
+            }
+            Opened::Whole(all) => (None, all),
+        }
+    }
+
+    fn cms_like(len: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+        v[0] = 0x30;
+        v
+    }
+
+    #[test]
+    fn a_mail_message_body_in_base64_is_decoded_as_read() {
+        for len in [1, 2, 3, 4, 5, 57, 1000, 10_001] {
+            let der = cms_like(len);
+            let mail = format!(
+                "From: a@example.org\r\nContent-Type: application/pkcs7-mime; \
+                 smime-type=enveloped-data;\r\n name=smime.p7m\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}",
+                wrap_base64(&der, 76, "\r\n")
+            );
+            assert_eq!(
+                read_all(mail.as_bytes()),
+                (Some(InputForm::Mime), der.clone())
+            );
+            let lf = mail.replace("\r\n", "\n");
+            assert_eq!(read_all(lf.as_bytes()), (Some(InputForm::Mime), der));
+        }
+    }
+
+    #[test]
+    fn pem_is_decoded_up_to_the_end_line() {
+        let der = cms_like(3000);
+        let pem = format!(
+            "\n-----BEGIN PKCS7-----\n{}-----END PKCS7-----\n",
+            wrap_base64(&der, 64, "\n")
+        );
+        assert_eq!(read_all(pem.as_bytes()), (Some(InputForm::Pem), der));
+    }
+
+    #[test]
+    fn der_passes_through_and_other_forms_come_back_whole() {
+        let der = cms_like(100);
+        assert_eq!(read_all(&der), (Some(InputForm::Der), der.clone()));
+        for other in [
+            "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n...".to_string(),
+            "Content-Type: application/pkcs7-mime\r\n\r\nbinary?".to_string(),
+            "Content-Type: text/plain\r\n\r\nhello".to_string(),
+            "no header block at all".to_string(),
+            wrap_base64(&der, 76, "\n"),
+        ] {
+            assert_eq!(read_all(other.as_bytes()), (None, other.into_bytes()));
+        }
+    }
+
+    #[test]
+    fn bad_base64_is_an_error_not_a_panic() {
+        let mail = "Content-Type: application/pkcs7-mime\r\n\
+                    Content-Transfer-Encoding: base64\r\n\r\nMIIB*AAA\r\n";
+        let mut reader = std::io::BufReader::new(mail.as_bytes());
+        let Opened::Stream { mut reader, .. } = open(&mut reader).unwrap() else {
+            panic!("a base64 pkcs7-mime body streams");
+        };
+        let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+}
