@@ -135,39 +135,53 @@ impl<'r> Base64Reader<'r> {
         if chunk.is_empty() {
             self.ended = true;
         }
-        for (i, c) in chunk.iter().enumerate() {
-            if c.is_ascii_whitespace() {
-                continue;
-            }
-            if self.pem && *c == b'-' {
+        if self.pem {
+            if let Some(dash) = chunk.iter().position(|c| *c == b'-') {
                 self.ended = true;
-                used = i;
-                break;
+                used = dash;
             }
-            self.text.push(*c);
+        }
+        // Line by line: base64 comes in lines of 64 or 76. Whitespace inside a line (rare) is
+        // taken out below, when the decoder stumbles on it.
+        let mut start = 0;
+        let data = &chunk[..used];
+        for end in memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len())) {
+            self.text.extend_from_slice(data[start..end].trim_ascii());
+            start = (end + 1).min(data.len());
         }
         self.input.consume(used);
+        self.decoded.clear();
+        self.at = 0;
+        let mut decoded = self.decode();
+        if matches!(decoded, Err(base64::DecodeError::InvalidByte(_, b)) if b.is_ascii_whitespace())
+        {
+            self.text.retain(|c| !c.is_ascii_whitespace());
+            self.decoded.clear();
+            decoded = self.decode();
+        }
+        decoded.map_err(|e| {
+            let why = match e {
+                base64::DecodeError::InvalidByte(_, b) => {
+                    format!("holds a character that is not base64: {:?}", b as char)
+                }
+                _ => "is cut short or malformed at its end".to_string(),
+            };
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the message's base64 {why}"),
+            )
+        })
+    }
+
+    /// Decodes the whole groups of four read so far (everything, at the end) into `decoded`.
+    fn decode(&mut self) -> std::result::Result<(), base64::DecodeError> {
         let whole = if self.ended {
             self.text.len()
         } else {
             self.text.len() / 4 * 4
         };
-        self.decoded.clear();
-        self.at = 0;
         base64::engine::general_purpose::STANDARD
-            .decode_vec(&self.text[..whole], &mut self.decoded)
-            .map_err(|e| {
-                let why = match e {
-                    base64::DecodeError::InvalidByte(_, b) => {
-                        format!("holds a character that is not base64: {:?}", b as char)
-                    }
-                    _ => "is cut short or malformed at its end".to_string(),
-                };
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("the message's base64 {why}"),
-                )
-            })?;
+            .decode_vec(&self.text[..whole], &mut self.decoded)?;
         self.text.drain(..whole);
         Ok(())
     }
@@ -237,7 +251,15 @@ mod tests {
                 (Some(InputForm::Mime), der.clone())
             );
             let lf = mail.replace("\r\n", "\n");
-            assert_eq!(read_all(lf.as_bytes()), (Some(InputForm::Mime), der));
+            assert_eq!(
+                read_all(lf.as_bytes()),
+                (Some(InputForm::Mime), der.clone())
+            );
+            // Whitespace inside the lines, as some gateways leave it, is skipped too.
+            let spaced = mail
+                .replacen("\r\n\r\n", "\r\n\r\n \t", 1)
+                .replace("AAA", "A A\tA");
+            assert_eq!(read_all(spaced.as_bytes()), (Some(InputForm::Mime), der));
         }
     }
 
