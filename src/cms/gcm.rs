@@ -1,11 +1,13 @@
-//! AES-GCM decryption in pieces, for AuthEnvelopedData of any size.
+//! AES-GCM in pieces, both directions, for AuthEnvelopedData of any size.
 //!
 //! Written from the RustCrypto parts (`aes`, `ctr` for the keystream, `polyval` under
 //! [`super::ghash`] for the authenticator) because `aes-gcm` 0.10 decrypts only a whole buffer
 //! at once, which for a 1 GiB message means 1 GiB in memory. The construction is NIST SP
 //! 800-38D's: H = E(K, 0), J0 from the nonce, the content XORed with the keystream from
-//! inc32(J0), the tag E(K, J0) XOR GHASH(A, C). Plaintext comes out as the ciphertext goes in; the caller must hold it back
-//! (a spool) until [`GcmStream::finish`] says the tag is right.
+//! inc32(J0), the tag E(K, J0) XOR GHASH(A, C). Encrypting and decrypting differ only in
+//! whether the ciphertext is hashed after or before the keystream. When decrypting, plaintext
+//! comes out as the ciphertext goes in; the caller must hold it back (a spool) until
+//! [`GcmStream::finish`] says the tag is right.
 //!
 //! CMS puts the authenticated attributes (the additional data A) *after* the content, so A is
 //! known only at the end. GHASH is linear, so the two parts are summed at the end instead:
@@ -36,7 +38,7 @@ impl Keystream {
     }
 }
 
-/// One AES-GCM decryption, fed the ciphertext in pieces of any size.
+/// One AES-GCM encryption or decryption, fed the content in pieces of any size.
 pub struct GcmStream {
     keystream: Keystream,
     ghash: Hasher,
@@ -57,7 +59,7 @@ fn block_encrypt<C: BlockEncrypt + KeyInit>(key: &[u8], block: &mut [u8; 16]) ->
 }
 
 impl GcmStream {
-    /// Starts a decryption with `key` (16, 24 or 32 bytes), the message's nonce and tag length
+    /// Starts an encryption or decryption with `key` (16, 24 or 32 bytes), the message's nonce and tag length
     /// (12 to 16 bytes, as CMS allows).
     pub fn new(key: &[u8], nonce: &[u8], tag_len: usize) -> Result<Self> {
         if !(12..=16).contains(&tag_len) || nonce.is_empty() {
@@ -107,10 +109,21 @@ impl GcmStream {
         })
     }
 
-    /// Hashes `ciphertext` and decrypts it in place.
-    pub fn update(&mut self, data: &mut [u8]) {
-        self.ciphertext_len += data.len() as u64;
-        let mut rest: &[u8] = data;
+    /// Hashes `data` (ciphertext) and decrypts it in place.
+    pub fn decrypt(&mut self, data: &mut [u8]) {
+        self.hash(data);
+        self.keystream.apply(data);
+    }
+
+    /// Encrypts `data` in place and hashes the ciphertext.
+    pub fn encrypt(&mut self, data: &mut [u8]) {
+        self.keystream.apply(data);
+        self.hash(data);
+    }
+
+    fn hash(&mut self, ciphertext: &[u8]) {
+        self.ciphertext_len += ciphertext.len() as u64;
+        let mut rest = ciphertext;
         if !self.partial.is_empty() {
             let take = (16 - self.partial.len()).min(rest.len());
             self.partial.extend_from_slice(&rest[..take]);
@@ -121,20 +134,31 @@ impl GcmStream {
             }
         }
         let whole = rest.len() / 16 * 16;
-        // Whole blocks only: padding is for the last piece, in `finish`.
+        // Whole blocks only: padding is for the last piece, in `tag`.
         self.ghash.update_blocks(&rest[..whole]);
         self.partial.extend_from_slice(&rest[whole..]);
-        self.keystream.apply(data);
     }
 
     /// Checks the tag over the content and `aad` (the DER of the authenticated attributes, or
     /// empty): `Ok` only when it matches, else the uniform [`Error::DecryptFailed`].
     pub fn finish(self, aad: &[u8], tag: &[u8]) -> Result<()> {
-        // The worker is joined before any answer, so none outlives the stream.
-        let mut ghash = self.ghash.finish()?;
         if tag.len() != self.tag_len {
+            // The worker is joined before the answer here too.
+            drop(self.ghash.finish());
             return Err(Error::DecryptFailed);
         }
+        let expected = self.tag(aad)?;
+        if bool::from(expected.ct_eq(tag)) {
+            Ok(())
+        } else {
+            Err(Error::DecryptFailed)
+        }
+    }
+
+    /// The tag (`tag_len` bytes) over the content so far and `aad`.
+    pub fn tag(self, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        // The worker is joined before any answer, so none outlives the stream.
+        let mut ghash = self.ghash.finish()?;
         if !self.partial.is_empty() {
             ghash.update_padded(&self.partial);
         }
@@ -153,15 +177,13 @@ impl GcmStream {
                 *a ^= b;
             }
         }
-        let mut expected = Zeroizing::new([0u8; 16]);
-        for (i, e) in expected.iter_mut().enumerate() {
-            *e = s[i] ^ self.tag_mask[i];
-        }
-        if bool::from(expected[..self.tag_len].ct_eq(tag)) {
-            Ok(())
-        } else {
-            Err(Error::DecryptFailed)
-        }
+        Ok(Zeroizing::new(
+            s.iter()
+                .zip(self.tag_mask.iter())
+                .take(self.tag_len)
+                .map(|(a, b)| a ^ b)
+                .collect(),
+        ))
     }
 }
 
@@ -201,7 +223,7 @@ mod tests {
         let tag = seal(key, &nonce, aad, &mut ct);
         let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
         for chunk in ct.chunks_mut(piece) {
-            gcm.update(chunk);
+            gcm.decrypt(chunk);
         }
         assert_eq!(ct, plain, "len {len} piece {piece}");
         gcm.finish(aad, &tag).unwrap();
@@ -210,7 +232,7 @@ mod tests {
             let mut again = plain.clone();
             seal(key, &nonce, aad, &mut again);
             let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
-            gcm.update(&mut again);
+            gcm.decrypt(&mut again);
             assert!(gcm.finish(b"", &tag).is_err());
         }
     }
@@ -228,6 +250,26 @@ mod tests {
                 (4096, 333),
             ] {
                 round_trip(key, b"", len, piece);
+            }
+        }
+    }
+
+    /// Encrypted here in pieces: the ciphertext and tag of the reference.
+    #[test]
+    fn encrypts_like_aes_gcm() {
+        let nonce = [3u8; 12];
+        for key in [&[1u8; 16][..], &[2u8; 24][..], &[3u8; 32][..]] {
+            for (len, piece) in [(0, 1), (17, 5), (4096, 333), (3 << 20, 100_003)] {
+                let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+                let mut want = plain.clone();
+                let want_tag = seal(key, &nonce, b"", &mut want);
+                let mut got = plain.clone();
+                let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
+                for chunk in got.chunks_mut(piece) {
+                    gcm.encrypt(chunk);
+                }
+                assert!(got == want, "len {len} piece {piece}");
+                assert_eq!(gcm.tag(b"").unwrap().to_vec(), want_tag);
             }
         }
     }
@@ -250,12 +292,12 @@ mod tests {
             let mut bad = ct.clone();
             bad[flip] ^= 1;
             let mut gcm = GcmStream::new(&key, &nonce, 16).unwrap();
-            gcm.update(&mut bad);
+            gcm.decrypt(&mut bad);
             assert!(matches!(gcm.finish(b"", &tag), Err(Error::DecryptFailed)));
         }
         let mut gcm = GcmStream::new(&key, &nonce, 16).unwrap();
         let mut copy = ct.clone();
-        gcm.update(&mut copy);
+        gcm.decrypt(&mut copy);
         let mut bad_tag = tag.clone();
         bad_tag[15] ^= 0x80;
         assert!(matches!(
@@ -265,7 +307,7 @@ mod tests {
         // A truncated (12-byte) tag is the first 12 bytes of the full one.
         let mut gcm = GcmStream::new(&key, &nonce, 12).unwrap();
         let mut copy = ct.clone();
-        gcm.update(&mut copy);
+        gcm.decrypt(&mut copy);
         gcm.finish(b"", &tag[..12]).unwrap();
     }
 }

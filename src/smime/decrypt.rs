@@ -255,7 +255,7 @@ fn stream_content(envelope: EnvelopeStream<'_>, cek: &[u8], out: &mut dyn Write)
             let mut gcm = GcmStream::new(cek, nonce, *tag_len)?;
             let mut written = 0u64;
             let trailer = envelope.read_content(&mut |piece| {
-                gcm.update(piece);
+                gcm.decrypt(piece);
                 written += piece.len() as u64;
                 out.write_all(piece)
                     .map_err(|e| Error::io("cannot write the decrypted output", e))
