@@ -3,8 +3,8 @@
 //! lines starting with "From " (which mbox tools rewrite). After this, every relay passes the
 //! bytes unchanged, so the signature over them survives.
 
+use super::encode;
 use super::entity::{self, Entity};
-use base64::Engine;
 
 /// Longest line left as it is; SMTP allows 998, we stay well inside.
 const MAX_LINE: usize = 900;
@@ -84,21 +84,8 @@ fn safe_at(mut e: Entity, depth: usize) -> Entity {
 
 /// LF or lone CR line endings become CRLF.
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\r' if data.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
+    let out = Vec::with_capacity(data.len() + data.len() / 32);
+    encode::over_buffer(encode::Crlf::new(out), data, encode::Crlf::finish)
 }
 
 fn needs_encoding(crlf_text: &[u8]) -> bool {
@@ -111,34 +98,22 @@ fn needs_encoding(crlf_text: &[u8]) -> bool {
 }
 
 fn quoted_printable(crlf_text: &[u8]) -> Vec<u8> {
-    let encoded = quoted_printable::encode(crlf_text);
-    // "From " at a line start is rewritten by mbox tools; encode its F.
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < encoded.len() {
-        if at_line_start && encoded[i..].starts_with(b"From ") {
-            out.extend_from_slice(b"=46");
-            i += 1;
-            at_line_start = false;
-            continue;
-        }
-        at_line_start = encoded[i] == b'\n';
-        out.push(encoded[i]);
-        i += 1;
-    }
-    out
+    let out = Vec::with_capacity(crlf_text.len() * 11 / 10);
+    encode::over_buffer(
+        encode::QuotedPrintable::new(out),
+        crlf_text,
+        encode::QuotedPrintable::finish,
+    )
 }
 
 /// Base64 in 76-character lines, CRLF-terminated.
 pub fn base64_lines(data: &[u8]) -> Vec<u8> {
-    let text = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
-    for chunk in text.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 28 + 4);
+    encode::over_buffer(
+        encode::Base64Lines::new(out, b"\r\n"),
+        data,
+        encode::Base64Lines::finish,
+    )
 }
 
 /// Splits a multipart body on its delimiter lines (LF or CRLF) and makes each part safe on its
