@@ -7,13 +7,13 @@ use super::encode;
 use super::entity::{self, Entity};
 
 /// Longest line left as it is; SMTP allows 998, we stay well inside.
-const MAX_LINE: usize = 900;
+pub(crate) const MAX_LINE: usize = 900;
 
 /// Multiparts nested deeper than this are not split further (their body only gets CRLF line
 /// endings): each level copies the body, so unbounded nesting is quadratic and, being
 /// recursive, overflows the stack (found by a large-input run of the mime fuzz target:
 /// fuzz/regressions/mime/nested_multipart_*).
-const MAX_NESTING: usize = 32;
+pub(crate) const MAX_NESTING: usize = 32;
 
 /// Returns the transport-safe form of `e`; multipart bodies are handled part by part.
 pub fn transport_safe(e: Entity) -> Entity {
@@ -89,12 +89,67 @@ pub fn to_crlf(data: &[u8]) -> Vec<u8> {
 }
 
 fn needs_encoding(crlf_text: &[u8]) -> bool {
-    crlf_text.split(|b| *b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.len() > MAX_LINE
-            || line.starts_with(b"From ")
-            || line.iter().any(|b| *b >= 0x80 || *b == 0 || *b == b'\r')
-    })
+    let mut check = LineCheck::default();
+    check.update(crlf_text);
+    check.needs_encoding()
+}
+
+/// Whether CRLF text needs a transfer encoding, fed in pieces: a line over [`MAX_LINE`], a line
+/// starting "From ", or a byte that is 8-bit, NUL or a CR inside a line.
+#[derive(Default)]
+pub(crate) struct LineCheck {
+    line_len: usize,
+    head: Vec<u8>,
+    /// A CR was the last byte: the end of the line if an LF follows, else a bad byte.
+    cr: bool,
+    found: bool,
+}
+
+impl LineCheck {
+    pub(crate) fn update(&mut self, crlf_text: &[u8]) {
+        for &b in crlf_text {
+            if self.found {
+                return;
+            }
+            if std::mem::take(&mut self.cr) {
+                if b == b'\n' {
+                    self.end_line();
+                    continue;
+                }
+                self.found = true;
+                return;
+            }
+            match b {
+                b'\n' => self.end_line(),
+                b'\r' => self.cr = true,
+                0 | 0x80.. => self.found = true,
+                _ => {
+                    self.line_len += 1;
+                    if self.head.len() < 5 {
+                        self.head.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        self.found |= self.line_len > MAX_LINE || self.head == b"From ";
+        self.line_len = 0;
+        self.head.clear();
+    }
+
+    /// The answer so far; the last line (without a line break) counts as ended.
+    pub(crate) fn found(&self) -> bool {
+        self.found
+    }
+
+    pub(crate) fn needs_encoding(mut self) -> bool {
+        if !self.found {
+            self.end_line();
+        }
+        self.found
+    }
 }
 
 fn quoted_printable(crlf_text: &[u8]) -> Vec<u8> {

@@ -31,6 +31,11 @@ impl<W: Write> Crlf<W> {
         self.out.write_all(&self.buf)?;
         Ok(self.out)
     }
+
+    /// The inner writer (up to 64 KiB behind what was written).
+    pub fn inner(&self) -> &W {
+        &self.out
+    }
 }
 
 impl<W: Write> Write for Crlf<W> {
