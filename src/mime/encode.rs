@@ -245,15 +245,26 @@ impl<W: Write> QuotedPrintable<W> {
                     self.append(&[b]);
                 }
             }
-            _ => self.append(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+            _ => {
+                let unit = [b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+                if self.line.len() + 3 <= QP_LIMIT {
+                    self.line.extend_from_slice(&unit);
+                    self.last_unit = 3;
+                } else {
+                    self.append(&unit);
+                }
+            }
         }
     }
 }
 
 impl<W: Write> Write for QuotedPrintable<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        for &b in data {
-            self.byte(b);
+        // Pieces of at most 8 KiB: the output for one is at most 3 times that, plus breaks.
+        for piece in data.chunks(8 * 1024) {
+            for &b in piece {
+                self.byte(b);
+            }
             if self.buf.len() >= OUT_BUF {
                 self.out.write_all(&self.buf)?;
                 self.buf.clear();
