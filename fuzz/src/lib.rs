@@ -289,7 +289,7 @@ pub fn stream(data: &[u8]) {
                 return;
             };
             if let Ok(trailer) = envelope.read_content(&mut |piece| {
-                gcm.update(piece);
+                gcm.decrypt(piece);
                 Ok(())
             }) {
                 let _ = gcm.finish(&trailer.auth_attrs, &trailer.mac);

@@ -466,7 +466,7 @@ pub fn decrypt_gcm(
         return Err(Error::DecryptFailed);
     }
     let mut gcm = crate::cms::gcm::GcmStream::new(key, nonce, *tag_len)?;
-    gcm.update(&mut ciphertext);
+    gcm.decrypt(&mut ciphertext);
     gcm.finish(aad, tag)?;
     Ok(ciphertext)
 }

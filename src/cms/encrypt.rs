@@ -2,25 +2,26 @@
 //! recipients, with PKCS#1 v1.5 or RSAES-OAEP key transport, and to EC recipients with
 //! ephemeral-static ECDH key agreement (RFC 5753). Only public keys are used here, so
 //! nothing crosses the key seam. The `cms` types encode the parts; the outer structures are
-//! assembled here so that the recipient SET is in true DER order (see `der_set`).
+//! assembled here so that the recipient SET is in true DER order (see `der_set`). The content
+//! itself is encrypted and framed by [`super::seal`], for a buffer here as for a stream.
 
 use crate::cms::kari;
 use crate::cms::oids;
 use crate::cms::signed::hash_oid;
 use crate::error::{Error, Result};
 use crate::keyops::HashAlg;
-use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
-    EncryptedContentInfo, KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo,
-    KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey,
-    RecipientIdentifier, RecipientInfo,
+    KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo, KeyTransRecipientInfo,
+    OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientEncryptedKey, RecipientIdentifier,
+    RecipientInfo,
 };
 use der::asn1::{Any, OctetString};
 use der::{Encode, Sequence};
 use rand::RngCore;
 use spki::AlgorithmIdentifierOwned;
+use std::io::Write;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
@@ -38,7 +39,7 @@ pub enum Cipher {
 }
 
 impl Cipher {
-    fn key_len(self) -> usize {
+    pub(crate) fn key_len(self) -> usize {
         match self {
             Cipher::Aes128Cbc | Cipher::Aes128Gcm => 16,
             Cipher::Aes192Cbc => 24,
@@ -71,9 +72,9 @@ pub enum KeyTransport {
 
 /// RFC 5084 GCMParameters.
 #[derive(Sequence)]
-struct GcmParameters {
-    nonce: OctetString,
-    icv_len: u8,
+pub(crate) struct GcmParameters {
+    pub(crate) nonce: OctetString,
+    pub(crate) icv_len: u8,
 }
 
 /// RSAES-OAEP-params for a non-default digest: hashFunc [0] and maskGenFunc [1].
@@ -85,7 +86,7 @@ struct OaepParams {
     mgf: AlgorithmIdentifierOwned,
 }
 
-fn encode_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn encode_err(e: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("cannot build the encrypted message: {e}"))
 }
 
@@ -272,6 +273,27 @@ pub fn encrypt(
     cipher: Cipher,
     kt: KeyTransport,
 ) -> Result<Vec<u8>> {
+    let mut sealer = prepare(recipients, cipher, kt)?.seal(content.len() as u64, Vec::new())?;
+    sealer
+        .write_all(content)
+        .map_err(|e| Error::io("cannot encrypt the content", e))?;
+    sealer.finish()
+}
+
+/// Everything of an envelope but its content: a fresh content key wrapped for every
+/// recipient, and the content cipher with its fresh IV (CBC) or nonce (GCM, the first 12
+/// bytes). [`Sealing::seal`] then encrypts content of any size as it is written.
+pub struct Sealing {
+    pub(crate) cipher: Cipher,
+    pub(crate) cek: Zeroizing<Vec<u8>>,
+    pub(crate) iv: [u8; 16],
+    /// The DER SET of RecipientInfos.
+    pub(crate) recip_infos: Vec<u8>,
+    pub(crate) version: CmsVersion,
+}
+
+/// Makes the content key and wraps it for `recipients`.
+pub fn prepare(recipients: &[Certificate], cipher: Cipher, kt: KeyTransport) -> Result<Sealing> {
     if recipients.is_empty() {
         return Err(Error::Usage("no recipients: give at least one -r".into()));
     }
@@ -283,88 +305,25 @@ pub fn encrypt(
         .map(|c| wrap_for(c, &cek, kt))
         .collect::<Result<_>>()?;
     // RFC 5652 §6.1: version 0 only when every recipient info is version 0 (key transport).
-    let version = if infos.iter().all(|i| matches!(i, RecipientInfo::Ktri(_))) {
+    // RFC 5083 AuthEnvelopedData is always version 0.
+    let version = if cipher.is_gcm() || infos.iter().all(|i| matches!(i, RecipientInfo::Ktri(_))) {
         CmsVersion::V0
     } else {
         CmsVersion::V2
     };
-    let recip_infos = der_set(&infos)?;
-
-    if cipher.is_gcm() {
-        let mut nonce = [0u8; 12];
-        rng.fill_bytes(&mut nonce);
-        let mut data = Zeroizing::new(content.to_vec());
-        let tag = gcm_seal(cipher, &cek, &nonce, &mut data)?;
-        let oid = if cipher == Cipher::Aes128Gcm {
-            oids::AES128_GCM
-        } else {
-            oids::AES256_GCM
-        };
-        let params = GcmParameters {
-            nonce: OctetString::new(nonce.to_vec()).map_err(encode_err)?,
-            icv_len: 16,
-        };
-        let eci = EncryptedContentInfo {
-            content_type: oids::DATA,
-            content_enc_alg: AlgorithmIdentifierOwned {
-                oid,
-                parameters: Some(Any::encode_from(&params).map_err(encode_err)?),
-            },
-            encrypted_content: Some(OctetString::new(data.to_vec()).map_err(encode_err)?),
-        };
-        let mac = OctetString::new(tag).map_err(encode_err)?;
-        // RFC 5083 AuthEnvelopedData { version 0, recipientInfos, authEncryptedContentInfo, mac }
-        let body = [
-            CmsVersion::V0.to_der().map_err(encode_err)?,
-            recip_infos,
-            eci.to_der().map_err(encode_err)?,
-            mac.to_der().map_err(encode_err)?,
-        ]
-        .concat();
-        return content_info(oids::AUTH_ENVELOPED_DATA, &body);
-    }
-
     let mut iv = [0u8; 16];
-    rng.fill_bytes(&mut iv);
-    let (oid, ciphertext) = match cipher {
-        Cipher::Aes128Cbc => (
-            oids::AES128_CBC,
-            cbc::Encryptor::<aes::Aes128>::new_from_slices(&cek, &iv)
-                .map_err(encode_err)?
-                .encrypt_padded_vec_mut::<Pkcs7>(content),
-        ),
-        Cipher::Aes192Cbc => (
-            oids::AES192_CBC,
-            cbc::Encryptor::<aes::Aes192>::new_from_slices(&cek, &iv)
-                .map_err(encode_err)?
-                .encrypt_padded_vec_mut::<Pkcs7>(content),
-        ),
-        _ => (
-            oids::AES256_CBC,
-            cbc::Encryptor::<aes::Aes256>::new_from_slices(&cek, &iv)
-                .map_err(encode_err)?
-                .encrypt_padded_vec_mut::<Pkcs7>(content),
-        ),
-    };
-    let eci = EncryptedContentInfo {
-        content_type: oids::DATA,
-        content_enc_alg: AlgorithmIdentifierOwned {
-            oid,
-            parameters: Some(
-                Any::encode_from(&OctetString::new(iv.to_vec()).map_err(encode_err)?)
-                    .map_err(encode_err)?,
-            ),
-        },
-        encrypted_content: Some(OctetString::new(ciphertext).map_err(encode_err)?),
-    };
-    // EnvelopedData { version, recipientInfos, encryptedContentInfo }
-    let body = [
-        version.to_der().map_err(encode_err)?,
-        recip_infos,
-        eci.to_der().map_err(encode_err)?,
-    ]
-    .concat();
-    content_info(oids::ENVELOPED_DATA, &body)
+    rng.fill_bytes(if cipher.is_gcm() {
+        &mut iv[..12]
+    } else {
+        &mut iv
+    });
+    Ok(Sealing {
+        cipher,
+        cek,
+        iv,
+        recip_infos: der_set(&infos)?,
+        version,
+    })
 }
 
 /// A DER SET OF its elements, sorted by their encodings as X.690 §11.6 requires. (`cms` 0.2's
@@ -379,35 +338,10 @@ fn der_set(infos: &[RecipientInfo]) -> Result<Vec<u8>> {
     Ok(tlv(0x31, &encoded.concat()))
 }
 
-/// ContentInfo { contentType, [0] EXPLICIT SEQUENCE { body } }.
-fn content_info(content_type: const_oid::ObjectIdentifier, body: &[u8]) -> Result<Vec<u8>> {
-    let inner = tlv(0xa0, &tlv(0x30, body));
-    Ok(tlv(
-        0x30,
-        &[content_type.to_der().map_err(encode_err)?, inner].concat(),
-    ))
-}
-
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);
     crate::cms::ber::push_length(content.len(), &mut out);
     out.extend_from_slice(content);
     out
-}
-
-fn gcm_seal(cipher: Cipher, key: &[u8], nonce: &[u8; 12], data: &mut [u8]) -> Result<Vec<u8>> {
-    use aes_gcm::aead::{AeadInPlace, KeyInit};
-    let nonce = aes_gcm::Nonce::from_slice(nonce);
-    let tag = if cipher == Cipher::Aes128Gcm {
-        aes_gcm::Aes128Gcm::new_from_slice(key)
-            .map_err(encode_err)?
-            .encrypt_in_place_detached(nonce, b"", data)
-    } else {
-        aes_gcm::Aes256Gcm::new_from_slice(key)
-            .map_err(encode_err)?
-            .encrypt_in_place_detached(nonce, b"", data)
-    }
-    .map_err(encode_err)?;
-    Ok(tag.to_vec())
 }

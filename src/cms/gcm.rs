@@ -1,11 +1,13 @@
-//! AES-GCM decryption in pieces, for AuthEnvelopedData of any size.
+//! AES-GCM in pieces, both directions, for AuthEnvelopedData of any size.
 //!
 //! Written from the RustCrypto parts (`aes`, `ctr` for the keystream, `polyval` under
 //! [`super::ghash`] for the authenticator) because `aes-gcm` 0.10 decrypts only a whole buffer
 //! at once, which for a 1 GiB message means 1 GiB in memory. The construction is NIST SP
 //! 800-38D's: H = E(K, 0), J0 from the nonce, the content XORed with the keystream from
-//! inc32(J0), the tag E(K, J0) XOR GHASH(A, C). Plaintext comes out as the ciphertext goes in; the caller must hold it back
-//! (a spool) until [`GcmStream::finish`] says the tag is right.
+//! inc32(J0), the tag E(K, J0) XOR GHASH(A, C). Encrypting and decrypting differ only in
+//! whether the ciphertext is hashed after or before the keystream. When decrypting, plaintext
+//! comes out as the ciphertext goes in; the caller must hold it back (a spool) until
+//! [`GcmStream::finish`] says the tag is right.
 //!
 //! CMS puts the authenticated attributes (the additional data A) *after* the content, so A is
 //! known only at the end. GHASH is linear, so the two parts are summed at the end instead:
@@ -64,9 +66,20 @@ struct Core {
 
 impl Core {
     /// Hashes `data` (ciphertext) and decrypts it in place.
-    fn update(&mut self, data: &mut [u8]) {
-        self.ciphertext_len += data.len() as u64;
-        let mut rest: &[u8] = data;
+    fn decrypt(&mut self, data: &mut [u8]) {
+        self.hash(data);
+        self.keystream.apply(data);
+    }
+
+    /// Encrypts `data` in place and hashes the ciphertext.
+    fn encrypt(&mut self, data: &mut [u8]) {
+        self.keystream.apply(data);
+        self.hash(data);
+    }
+
+    fn hash(&mut self, ciphertext: &[u8]) {
+        self.ciphertext_len += ciphertext.len() as u64;
+        let mut rest = ciphertext;
         if !self.partial.is_empty() {
             let take = (16 - self.partial.len()).min(rest.len());
             self.partial.extend_from_slice(&rest[..take]);
@@ -77,10 +90,9 @@ impl Core {
             }
         }
         let whole = rest.len() / 16 * 16;
-        // Whole blocks only: padding is for the last piece, in `finish`.
+        // Whole blocks only: padding is for the last piece, in `tag`.
         self.ghash.update_padded(&rest[..whole]);
         self.partial.extend_from_slice(&rest[whole..]);
-        self.keystream.apply(data);
     }
 }
 
@@ -111,7 +123,7 @@ impl Pipeline {
             .name("gcm".into())
             .spawn(move || {
                 for mut buf in work_rx {
-                    core.update(&mut buf);
+                    core.decrypt(&mut buf);
                     if done_tx.send(buf).is_err() {
                         break;
                     }
@@ -242,9 +254,18 @@ impl GcmStream {
 
     /// Hashes `data` (ciphertext) and decrypts it in place, on this thread. Not after
     /// [`GcmStream::update_to`] has handed the work to a worker (the tag check then fails).
-    pub fn update(&mut self, data: &mut [u8]) {
+    pub fn decrypt(&mut self, data: &mut [u8]) {
         match &mut self.engine {
-            Engine::Here(core) => core.update(data),
+            Engine::Here(core) => core.decrypt(data),
+            _ => self.engine = Engine::Gone,
+        }
+    }
+
+    /// Encrypts `data` in place and hashes the ciphertext, on this thread; [`GcmStream::tag`]
+    /// gives the tag at the end.
+    pub fn encrypt(&mut self, data: &mut [u8]) {
+        match &mut self.engine {
+            Engine::Here(core) => core.encrypt(data),
             _ => self.engine = Engine::Gone,
         }
     }
@@ -254,7 +275,7 @@ impl GcmStream {
     pub fn update_to(&mut self, data: &mut [u8], out: &mut dyn Write) -> Result<()> {
         if let Engine::Here(core) = &mut self.engine {
             if self.inline_only || core.ciphertext_len < INLINE_LIMIT {
-                core.update(data);
+                core.decrypt(data);
                 return out
                     .write_all(data)
                     .map_err(|e| Error::io("cannot write the decrypted output", e));
@@ -267,7 +288,7 @@ impl GcmStream {
         match &mut self.engine {
             Engine::Worker(pipeline) => pipeline.send(data, out),
             Engine::Here(core) => {
-                core.update(data);
+                core.decrypt(data);
                 out.write_all(data)
                     .map_err(|e| Error::io("cannot write the decrypted output", e))
             }
@@ -275,7 +296,7 @@ impl GcmStream {
         }
     }
 
-    /// As [`GcmStream::finish_to`], after [`GcmStream::update`] only.
+    /// As [`GcmStream::finish_to`], after [`GcmStream::decrypt`] only.
     pub fn finish(self, aad: &[u8], tag: &[u8]) -> Result<()> {
         self.finish_to(aad, tag, &mut std::io::sink())
     }
@@ -283,21 +304,36 @@ impl GcmStream {
     /// Writes what the worker still holds to `out`, then checks the tag over the content and
     /// `aad` (the DER of the authenticated attributes, or empty): `Ok` only when it matches,
     /// else the uniform [`Error::DecryptFailed`]. The worker is joined before any answer.
-    pub fn finish_to(self, aad: &[u8], tag: &[u8], out: &mut dyn Write) -> Result<()> {
-        let core = match self.engine {
-            Engine::Here(core) => *core,
-            Engine::Worker(pipeline) => pipeline.finish(out)?,
-            Engine::Gone => return Err(Error::DecryptFailed),
+    pub fn finish_to(mut self, aad: &[u8], tag: &[u8], out: &mut dyn Write) -> Result<()> {
+        if let Engine::Worker(_) = self.engine {
+            let Engine::Worker(pipeline) = std::mem::replace(&mut self.engine, Engine::Gone) else {
+                return Err(Error::DecryptFailed);
+            };
+            self.engine = Engine::Here(Box::new(pipeline.finish(out)?));
+        }
+        if tag.len() != self.tag_len {
+            return Err(Error::DecryptFailed);
+        }
+        let expected = self.tag(aad)?;
+        if bool::from(expected.ct_eq(tag)) {
+            Ok(())
+        } else {
+            Err(Error::DecryptFailed)
+        }
+    }
+
+    /// The tag (`tag_len` bytes) over the content so far and `aad`: the end of an encryption.
+    /// Not while a worker holds the content (a decryption ends with [`GcmStream::finish_to`]).
+    pub fn tag(self, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let Engine::Here(core) = self.engine else {
+            return Err(Error::DecryptFailed);
         };
         let Core {
             mut ghash,
             partial,
             ciphertext_len,
             ..
-        } = core;
-        if tag.len() != self.tag_len {
-            return Err(Error::DecryptFailed);
-        }
+        } = *core;
         if !partial.is_empty() {
             ghash.update_padded(&partial);
         }
@@ -316,15 +352,13 @@ impl GcmStream {
                 *a ^= b;
             }
         }
-        let mut expected = Zeroizing::new([0u8; 16]);
-        for (i, e) in expected.iter_mut().enumerate() {
-            *e = s[i] ^ self.tag_mask[i];
-        }
-        if bool::from(expected[..self.tag_len].ct_eq(tag)) {
-            Ok(())
-        } else {
-            Err(Error::DecryptFailed)
-        }
+        Ok(Zeroizing::new(
+            s.iter()
+                .zip(self.tag_mask.iter())
+                .take(self.tag_len)
+                .map(|(a, b)| a ^ b)
+                .collect(),
+        ))
     }
 }
 
@@ -364,7 +398,7 @@ mod tests {
         let tag = seal(key, &nonce, aad, &mut ct);
         let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
         for chunk in ct.chunks_mut(piece) {
-            gcm.update(chunk);
+            gcm.decrypt(chunk);
         }
         assert_eq!(ct, plain, "len {len} piece {piece}");
         gcm.finish(aad, &tag).unwrap();
@@ -373,7 +407,7 @@ mod tests {
             let mut again = plain.clone();
             seal(key, &nonce, aad, &mut again);
             let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
-            gcm.update(&mut again);
+            gcm.decrypt(&mut again);
             assert!(gcm.finish(b"", &tag).is_err());
         }
     }
@@ -413,12 +447,12 @@ mod tests {
             let mut bad = ct.clone();
             bad[flip] ^= 1;
             let mut gcm = GcmStream::new(&key, &nonce, 16).unwrap();
-            gcm.update(&mut bad);
+            gcm.decrypt(&mut bad);
             assert!(matches!(gcm.finish(b"", &tag), Err(Error::DecryptFailed)));
         }
         let mut gcm = GcmStream::new(&key, &nonce, 16).unwrap();
         let mut copy = ct.clone();
-        gcm.update(&mut copy);
+        gcm.decrypt(&mut copy);
         let mut bad_tag = tag.clone();
         bad_tag[15] ^= 0x80;
         assert!(matches!(
@@ -428,8 +462,28 @@ mod tests {
         // A truncated (12-byte) tag is the first 12 bytes of the full one.
         let mut gcm = GcmStream::new(&key, &nonce, 12).unwrap();
         let mut copy = ct.clone();
-        gcm.update(&mut copy);
+        gcm.decrypt(&mut copy);
         gcm.finish(b"", &tag[..12]).unwrap();
+    }
+
+    /// Encrypted here in pieces: the ciphertext and tag of the reference.
+    #[test]
+    fn encrypts_like_aes_gcm() {
+        let nonce = [3u8; 12];
+        for key in [&[1u8; 16][..], &[2u8; 24][..], &[3u8; 32][..]] {
+            for (len, piece) in [(0, 1), (17, 5), (4096, 333), (3 << 20, 100_003)] {
+                let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+                let mut want = plain.clone();
+                let want_tag = seal(key, &nonce, b"", &mut want);
+                let mut got = plain.clone();
+                let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
+                for chunk in got.chunks_mut(piece) {
+                    gcm.encrypt(chunk);
+                }
+                assert!(got == want, "len {len} piece {piece}");
+                assert_eq!(gcm.tag(b"").unwrap().to_vec(), want_tag);
+            }
+        }
     }
 
     /// Past the inline limit the worker takes over: the same plaintext, in order, for pieces

@@ -13,6 +13,7 @@ pub mod oaep;
 pub mod oids;
 pub mod pubkey;
 pub mod recipient;
+pub mod seal;
 pub mod signed;
 pub mod signed_stream;
 pub mod stream;

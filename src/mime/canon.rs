@@ -3,17 +3,17 @@
 //! lines starting with "From " (which mbox tools rewrite). After this, every relay passes the
 //! bytes unchanged, so the signature over them survives.
 
+use super::encode;
 use super::entity::{self, Entity};
-use base64::Engine;
 
 /// Longest line left as it is; SMTP allows 998, we stay well inside.
-const MAX_LINE: usize = 900;
+pub(crate) const MAX_LINE: usize = 900;
 
 /// Multiparts nested deeper than this are not split further (their body only gets CRLF line
 /// endings): each level copies the body, so unbounded nesting is quadratic and, being
 /// recursive, overflows the stack (found by a large-input run of the mime fuzz target:
 /// fuzz/regressions/mime/nested_multipart_*).
-const MAX_NESTING: usize = 32;
+pub(crate) const MAX_NESTING: usize = 32;
 
 /// Returns the transport-safe form of `e`; multipart bodies are handled part by part.
 pub fn transport_safe(e: Entity) -> Entity {
@@ -84,61 +84,91 @@ fn safe_at(mut e: Entity, depth: usize) -> Entity {
 
 /// LF or lone CR line endings become CRLF.
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\r' if data.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
+    let out = Vec::with_capacity(data.len() + data.len() / 32);
+    encode::over_buffer(encode::Crlf::new(out), data, encode::Crlf::finish)
 }
 
 fn needs_encoding(crlf_text: &[u8]) -> bool {
-    crlf_text.split(|b| *b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.len() > MAX_LINE
-            || line.starts_with(b"From ")
-            || line.iter().any(|b| *b >= 0x80 || *b == 0 || *b == b'\r')
-    })
+    let mut check = LineCheck::default();
+    check.update(crlf_text);
+    check.needs_encoding()
+}
+
+/// Whether CRLF text needs a transfer encoding, fed in pieces: a line over [`MAX_LINE`], a line
+/// starting "From ", or a byte that is 8-bit, NUL or a CR inside a line.
+#[derive(Default)]
+pub(crate) struct LineCheck {
+    line_len: usize,
+    head: Vec<u8>,
+    /// A CR was the last byte: the end of the line if an LF follows, else a bad byte.
+    cr: bool,
+    found: bool,
+}
+
+impl LineCheck {
+    pub(crate) fn update(&mut self, crlf_text: &[u8]) {
+        for &b in crlf_text {
+            if self.found {
+                return;
+            }
+            if std::mem::take(&mut self.cr) {
+                if b == b'\n' {
+                    self.end_line();
+                    continue;
+                }
+                self.found = true;
+                return;
+            }
+            match b {
+                b'\n' => self.end_line(),
+                b'\r' => self.cr = true,
+                0 | 0x80.. => self.found = true,
+                _ => {
+                    self.line_len += 1;
+                    if self.head.len() < 5 {
+                        self.head.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        self.found |= self.line_len > MAX_LINE || self.head == b"From ";
+        self.line_len = 0;
+        self.head.clear();
+    }
+
+    /// The answer so far; the last line (without a line break) counts as ended.
+    pub(crate) fn found(&self) -> bool {
+        self.found
+    }
+
+    pub(crate) fn needs_encoding(mut self) -> bool {
+        if !self.found {
+            self.end_line();
+        }
+        self.found
+    }
 }
 
 fn quoted_printable(crlf_text: &[u8]) -> Vec<u8> {
-    let encoded = quoted_printable::encode(crlf_text);
-    // "From " at a line start is rewritten by mbox tools; encode its F.
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < encoded.len() {
-        if at_line_start && encoded[i..].starts_with(b"From ") {
-            out.extend_from_slice(b"=46");
-            i += 1;
-            at_line_start = false;
-            continue;
-        }
-        at_line_start = encoded[i] == b'\n';
-        out.push(encoded[i]);
-        i += 1;
-    }
-    out
+    let out = Vec::with_capacity(crlf_text.len() * 11 / 10);
+    encode::over_buffer(
+        encode::QuotedPrintable::new(out),
+        crlf_text,
+        encode::QuotedPrintable::finish,
+    )
 }
 
 /// Base64 in 76-character lines, CRLF-terminated.
 pub fn base64_lines(data: &[u8]) -> Vec<u8> {
-    let text = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
-    for chunk in text.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 28 + 4);
+    encode::over_buffer(
+        encode::Base64Lines::new(out, b"\r\n"),
+        data,
+        encode::Base64Lines::finish,
+    )
 }
 
 /// Splits a multipart body on its delimiter lines (LF or CRLF) and makes each part safe on its

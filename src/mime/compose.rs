@@ -79,7 +79,14 @@ pub fn multipart_signed(
 
 /// An `application/pkcs7-mime` message carrying `der` (`smime_type` e.g. "signed-data").
 pub fn pkcs7_mime(outer: &[Header], smime_type: &str, der: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(der.len() * 4 / 3 + 1024);
+    let mut out = pkcs7_mime_head(outer, smime_type);
+    out.extend_from_slice(&base64_lines(der));
+    out
+}
+
+/// The headers of [`pkcs7_mime`], before the base64 lines of the DER.
+pub fn pkcs7_mime_head(outer: &[Header], smime_type: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
     write_headers(outer, &mut out);
     out.extend_from_slice(
         format!(
@@ -89,7 +96,6 @@ pub fn pkcs7_mime(outer: &[Header], smime_type: &str, der: &[u8]) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&base64_lines(der));
     out
 }
 
@@ -113,12 +119,16 @@ pub fn readable_message(outer: &[Header], entity: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The lines around [`pem`]'s base64 (LF-terminated lines of 76 characters).
+pub const PEM_BEGIN: &[u8] = b"-----BEGIN CMS-----\n";
+pub const PEM_END: &[u8] = b"-----END CMS-----\n";
+
 /// PEM with the `CMS` label.
 pub fn pem(der: &[u8]) -> Vec<u8> {
-    let mut out = b"-----BEGIN CMS-----\n".to_vec();
+    let mut out = PEM_BEGIN.to_vec();
     let lines = base64_lines(der);
     out.extend(lines.iter().filter(|b| **b != b'\r'));
-    out.extend_from_slice(b"-----END CMS-----\n");
+    out.extend_from_slice(PEM_END);
     out
 }
 

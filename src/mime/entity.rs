@@ -65,25 +65,24 @@ pub fn parse(raw: &[u8]) -> Entity {
             pos = end;
             break;
         }
-        if (content[0] == b' ' || content[0] == b'\t') && !headers.is_empty() {
-            if let Some(last) = headers.last_mut() {
-                last.raw.extend_from_slice(b"\r\n");
-                last.raw.extend_from_slice(content);
+        match line_kind(content, !headers.is_empty()) {
+            LineKind::Continuation => {
+                if let Some(last) = headers.last_mut() {
+                    last.raw.extend_from_slice(b"\r\n");
+                    last.raw.extend_from_slice(content);
+                }
             }
-        } else if let Some(colon) = content.iter().position(|b| *b == b':')
-            && colon > 0
-            && content[..colon].iter().all(|b| b.is_ascii_graphic())
-        {
-            headers.push(Header {
+            LineKind::Field(colon) => headers.push(Header {
                 name: String::from_utf8_lossy(&content[..colon]).to_string(),
                 raw: content.to_vec(),
-            });
-        } else {
-            // Not a header block: treat everything as body.
-            return Entity {
-                headers: Vec::new(),
-                body: raw.to_vec(),
-            };
+            }),
+            LineKind::Blank | LineKind::Other => {
+                // Not a header block: treat everything as body.
+                return Entity {
+                    headers: Vec::new(),
+                    body: raw.to_vec(),
+                };
+            }
         }
         if end >= raw.len() {
             pos = end;
@@ -97,7 +96,34 @@ pub fn parse(raw: &[u8]) -> Entity {
     }
 }
 
-fn trim_eol(line: &[u8]) -> &[u8] {
+/// What a line of a header block is, to [`parse`] and to the planner that reads files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineKind {
+    /// Empty: the header block ends.
+    Blank,
+    /// Starts with a space or tab after a field: folded into it.
+    Continuation,
+    /// `Name:` with the colon at this index.
+    Field(usize),
+    /// Anything else: there is no header block.
+    Other,
+}
+
+/// Classifies `content` (a line without its line break); `after_field` when a field came before.
+pub(crate) fn line_kind(content: &[u8], after_field: bool) -> LineKind {
+    match content.first() {
+        None => LineKind::Blank,
+        Some(b' ' | b'\t') if after_field => LineKind::Continuation,
+        _ => match content.iter().position(|b| *b == b':') {
+            Some(colon) if colon > 0 && content[..colon].iter().all(u8::is_ascii_graphic) => {
+                LineKind::Field(colon)
+            }
+            _ => LineKind::Other,
+        },
+    }
+}
+
+pub(crate) fn trim_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }

@@ -135,11 +135,11 @@ impl<'r> Base64Reader<'r> {
         if chunk.is_empty() {
             self.ended = true;
         }
-        if self.pem {
-            if let Some(dash) = chunk.iter().position(|c| *c == b'-') {
-                self.ended = true;
-                used = dash;
-            }
+        if self.pem
+            && let Some(dash) = chunk.iter().position(|c| *c == b'-')
+        {
+            self.ended = true;
+            used = dash;
         }
         // Line by line: base64 comes in lines of 64 or 76. Whitespace inside a line (rare) is
         // taken out below, when the decoder stumbles on it.

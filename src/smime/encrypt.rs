@@ -82,13 +82,66 @@ pub fn encrypt(
             "the input is empty: nothing to encrypt".into(),
         ));
     }
-    let callbacks = request.login.callbacks;
     let (outer, mut content) = if request.params.as_is {
         (Vec::new(), canon::to_crlf(input))
     } else {
         let (outer, entity) = compose::split_message(input);
         (outer, canon::transport_safe(entity).to_bytes())
     };
+    let chosen = recipients(keys, request, Some(&mut content))?;
+    let der = cmsencrypt::encrypt(
+        &content,
+        &chosen.recipients,
+        request.params.cipher,
+        request.params.key_transport,
+    )?;
+    let bytes = match request.params.outform {
+        OutForm::Der => der,
+        OutForm::Pem => compose::pem(&der),
+        OutForm::Message => compose::pkcs7_mime(&outer, smime_type(request.params.cipher), &der),
+    };
+    out.write_all(&bytes)
+        .map_err(|e| Error::io("cannot write the encrypted output", e))?;
+    Ok(chosen.outcome(request))
+}
+
+pub(super) fn smime_type(cipher: Cipher) -> &'static str {
+    if cipher.is_gcm() {
+        "authEnveloped-data"
+    } else {
+        "enveloped-data"
+    }
+}
+
+/// The recipients, with the token's own certificate added.
+pub(super) struct Chosen {
+    pub(super) recipients: Vec<Certificate>,
+    self_copy: Option<String>,
+}
+
+impl Chosen {
+    pub(super) fn outcome(self, request: &EncryptRequest<'_>) -> EncryptOutcome {
+        EncryptOutcome {
+            recipients: self
+                .recipients
+                .iter()
+                .map(|c| c.tbs_certificate.subject.to_string())
+                .collect(),
+            cipher: request.params.cipher.name().into(),
+            self_copy: self.self_copy,
+            signed: request.sign.is_some(),
+        }
+    }
+}
+
+/// Opens the token when the self copy or signing needs it; with `--sign`, signs `content` (which
+/// must then be given) in place.
+pub(super) fn recipients(
+    keys: Option<KeyAccess<'_>>,
+    request: &EncryptRequest<'_>,
+    content: Option<&mut Vec<u8>>,
+) -> Result<Chosen> {
+    let callbacks = request.login.callbacks;
     let mut recipients: Vec<Certificate> = request.params.recipients.to_vec();
     let mut self_copy = None;
 
@@ -118,12 +171,12 @@ pub fn encrypt(
         }
     };
     if let Some(mut token) = token {
-        if let Some(params) = &request.sign {
+        if let (Some(params), Some(content)) = (&request.sign, content) {
             token.login()?;
             let certs = token.certificates()?;
             let mut signed = Vec::new();
-            sign_core(&content, token.as_mut(), &certs, params, &mut signed)?;
-            content = signed;
+            sign_core(content, token.as_mut(), &certs, params, &mut signed)?;
+            *content = signed;
         }
         if request.self_copy {
             let certs = token.certificates()?;
@@ -140,31 +193,8 @@ pub fn encrypt(
         }
     }
 
-    let der = cmsencrypt::encrypt(
-        &content,
-        &recipients,
-        request.params.cipher,
-        request.params.key_transport,
-    )?;
-    let smime_type = if request.params.cipher.is_gcm() {
-        "authEnveloped-data"
-    } else {
-        "enveloped-data"
-    };
-    let bytes = match request.params.outform {
-        OutForm::Der => der,
-        OutForm::Pem => compose::pem(&der),
-        OutForm::Message => compose::pkcs7_mime(&outer, smime_type, &der),
-    };
-    out.write_all(&bytes)
-        .map_err(|e| Error::io("cannot write the encrypted output", e))?;
-    Ok(EncryptOutcome {
-        recipients: recipients
-            .iter()
-            .map(|c| c.tbs_certificate.subject.to_string())
-            .collect(),
-        cipher: request.params.cipher.name().into(),
+    Ok(Chosen {
+        recipients,
         self_copy,
-        signed: request.sign.is_some(),
     })
 }

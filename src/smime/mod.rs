@@ -4,6 +4,7 @@
 mod batch;
 mod decrypt;
 mod encrypt;
+mod encrypt_stream;
 mod inspect;
 mod keys;
 mod sign;
@@ -15,6 +16,7 @@ pub use crate::cms::encrypt::{Cipher, KeyTransport};
 pub use batch::{BatchItem, BatchOptions, BatchProgress, BatchReport, ItemStatus, decrypt_batch};
 pub use decrypt::{DecryptOutcome, DecryptRequest, Decryptor, decrypt, decrypt_with_backend};
 pub use encrypt::{EncryptOutcome, EncryptParams, EncryptRequest, encrypt};
+pub use encrypt_stream::{STREAM_THRESHOLD, encrypt_file, encrypt_reader};
 pub use inspect::{InspectedLayer, InspectedRecipient, inspect};
 pub use keys::KeyAccess;
 pub use sign::{OutForm, SignOutcome, SignParams, SignRequest, sign, sign_with_backend};

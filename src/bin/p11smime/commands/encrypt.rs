@@ -42,7 +42,14 @@ pub fn run(args: EncryptArgs) -> Result<()> {
         "pem" => OutForm::Pem,
         _ => OutForm::Message,
     };
-    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
+    // A file is read where it is (twice when large); stdin as it comes (spooled when large).
+    let input = match args.input.as_deref().filter(|_| !from_stdin) {
+        Some(path) => Some(
+            std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?,
+        ),
+        None => None,
+    };
 
     let needs_token = args.sign || !args.no_self;
     // Without --sign the token is a convenience (the self copy, no PIN): a missing module is a
@@ -82,7 +89,11 @@ pub fn run(args: EncryptArgs) -> Result<()> {
         }),
     };
     let outcome = io::with_output(args.output.as_ref(), |out| {
-        smime::encrypt(keys.as_ref().map(|k| k.access()), &input, &request, out)
+        let keys = keys.as_ref().map(|k| k.access());
+        match &input {
+            Some(file) => smime::encrypt_file(keys, file, &request, out),
+            None => smime::encrypt_reader(keys, &mut std::io::stdin().lock(), &request, out),
+        }
     })?;
     if args.token.verbose {
         eprintln!(
