@@ -33,6 +33,14 @@ fn safe_at(mut e: Entity, depth: usize) -> Entity {
     let is_text = mtype.starts_with("text/");
 
     if e.header("Content-Type").is_none() {
+        if e.header("Content-Transfer-Encoding").is_none() && is_binary(&e.body) {
+            // Not text (a PDF, an archive): as an attachment would be, byte for byte; as
+            // text/plain its line-ending bytes would be changed and the file broken.
+            e.set_header("Content-Type", "application/octet-stream");
+            e.set_header("Content-Transfer-Encoding", "base64");
+            e.body = base64_lines(&e.body);
+            return e;
+        }
         let charset = if e.body.is_ascii() {
             "us-ascii"
         } else {
@@ -80,6 +88,60 @@ fn safe_at(mut e: Entity, depth: usize) -> Entity {
         }
     }
     e
+}
+
+/// Whether a body without a Content-Type is binary rather than text: a NUL byte, or bytes that
+/// are not UTF-8.
+pub(crate) fn is_binary(body: &[u8]) -> bool {
+    let mut check = TextCheck::default();
+    check.update(body);
+    check.finish()
+}
+
+/// [`is_binary`] over a body given in pieces.
+#[derive(Default)]
+pub(crate) struct TextCheck {
+    /// The start of a UTF-8 sequence cut by the end of the last piece.
+    carry: Vec<u8>,
+    binary: bool,
+}
+
+impl TextCheck {
+    pub(crate) fn update(&mut self, piece: &[u8]) {
+        if self.binary {
+            return;
+        }
+        if piece.contains(&0) {
+            self.binary = true;
+            return;
+        }
+        let mut joined;
+        let data = if self.carry.is_empty() {
+            piece
+        } else {
+            joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(piece);
+            &joined[..]
+        };
+        match std::str::from_utf8(data) {
+            Ok(_) => self.carry.clear(),
+            // Cut at the end: wait for the rest.
+            Err(e) if e.error_len().is_none() => {
+                self.carry = data[e.valid_up_to()..].to_vec();
+            }
+            Err(_) => self.binary = true,
+        }
+    }
+
+    /// Binary already, whatever follows.
+    pub(crate) fn found(&self) -> bool {
+        self.binary
+    }
+
+    /// Binary: a NUL, bytes that are not UTF-8, or a sequence cut off at the end.
+    pub(crate) fn finish(self) -> bool {
+        self.binary || !self.carry.is_empty()
+    }
 }
 
 /// LF or lone CR line endings become CRLF.
@@ -247,6 +309,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decoded, "Grüße\r\nFrom here\r\n".as_bytes());
+    }
+
+    /// A file with no headers that is not text (a PDF, an archive) goes as an attachment
+    /// would: base64 of its exact bytes, lone CR and LF bytes included; text without headers
+    /// stays text/plain.
+    #[test]
+    fn a_headerless_binary_file_becomes_base64_of_its_bytes() {
+        use base64::Engine;
+        for raw in [
+            b"%PDF-1.7\n\x00\x01binary\r\x02\n".to_vec(),
+            b"\xff\xfe\x00h\x00i".to_vec(),
+            b"plain text but cut in a UTF-8 sequence \xc3".to_vec(),
+        ] {
+            let (_, e) = super::super::compose::split_message(&raw);
+            let out = String::from_utf8(transport_safe(e).to_bytes()).unwrap();
+            assert!(
+                out.starts_with(
+                    "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                ),
+                "{out}"
+            );
+            let body: String = out
+                .split("\r\n\r\n")
+                .nth(1)
+                .unwrap()
+                .split("\r\n")
+                .collect();
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .unwrap(),
+                raw
+            );
+        }
+        let out = safe("Grüße\nno headers here\n");
+        assert!(
+            out.starts_with("Content-Type: text/plain; charset=utf-8\r\n"),
+            "{out}"
+        );
+        // Pieces split inside a UTF-8 sequence are still text.
+        let mut check = TextCheck::default();
+        for piece in "Grüße".as_bytes().chunks(1) {
+            check.update(piece);
+        }
+        assert!(!check.finish());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! A header field or multipart delimiter line longer than [`LINE_LIMIT`] cannot be planned in
 //! bounded memory; then [`Plan::message`] answers `None` and the caller reads the input whole.
 
-use super::canon::{LineCheck, MAX_NESTING};
+use super::canon::{LineCheck, MAX_NESTING, TextCheck};
 use super::encode::{Base64Lines, Count, Crlf, QuotedPrintable};
 use super::entity::{self, Entity, Header, LineKind};
 use crate::error::{Error, Result};
@@ -162,6 +162,8 @@ fn run_step(file: &File, start: u64, end: u64, step: Step, out: &mut dyn Write) 
 struct Scan {
     ascii: bool,
     needs_encoding: bool,
+    /// Not text ([`super::canon::is_binary`]); asked only for a body without a Content-Type.
+    binary: bool,
 }
 
 /// Plans one file.
@@ -319,9 +321,10 @@ impl Planner<'_> {
         Ok((parsed.headers, start + block.len() as u64))
     }
 
-    /// Scans a body: 7-bit or not, and whether its CRLF form needs a transfer encoding. Stops
-    /// early once nothing more can change the answers asked for.
-    fn scan(&self, start: u64, end: u64, want_ascii: bool) -> Result<Scan> {
+    /// Scans a body: 7-bit or not, whether its CRLF form needs a transfer encoding, and (with
+    /// `want_binary`) whether it is binary. Stops early once nothing more can change the
+    /// answers asked for.
+    fn scan(&self, start: u64, end: u64, want_ascii: bool, want_binary: bool) -> Result<Scan> {
         let mut r = RangeReader {
             file: self.file,
             pos: start,
@@ -330,18 +333,31 @@ impl Planner<'_> {
         let mut buf = vec![0u8; READ];
         let mut ascii = true;
         let mut crlf = Crlf::new(CheckSink::default());
+        let mut text = TextCheck::default();
         loop {
             let n = r.read(&mut buf).map_err(read_err)?;
             if n == 0 {
                 break;
             }
             ascii &= buf[..n].is_ascii();
+            if want_binary {
+                text.update(&buf[..n]);
+                if text.found() {
+                    // Base64 of the bytes as they are: nothing else matters.
+                    return Ok(Scan {
+                        ascii: false,
+                        needs_encoding: true,
+                        binary: true,
+                    });
+                }
+            }
             crlf.write_all(&buf[..n])
                 .map_err(|e| Error::io("cannot scan the input", e))?;
-            if crlf.inner().check.found() && (!want_ascii || !ascii) {
+            if crlf.inner().check.found() && (!want_ascii || !ascii) && !want_binary {
                 return Ok(Scan {
                     ascii,
                     needs_encoding: true,
+                    binary: false,
                 });
             }
         }
@@ -351,6 +367,7 @@ impl Planner<'_> {
         Ok(Scan {
             ascii,
             needs_encoding: sink.check.needs_encoding(),
+            binary: want_binary && text.finish(),
         })
     }
 
@@ -372,7 +389,15 @@ impl Planner<'_> {
         let is_text = mtype.starts_with("text/");
         let mut scan = None;
         if e.header("Content-Type").is_none() {
-            let s = self.scan(start, end, true)?;
+            let probe_binary = e.header("Content-Transfer-Encoding").is_none();
+            let s = self.scan(start, end, true, probe_binary)?;
+            if s.binary {
+                e.set_header("Content-Type", "application/octet-stream");
+                e.set_header("Content-Transfer-Encoding", "base64");
+                self.text(e.to_bytes());
+                self.range(start, end, Step::Base64);
+                return Ok(());
+            }
             let charset = if s.ascii { "us-ascii" } else { "utf-8" };
             e.set_header("Content-Type", &format!("text/plain; charset={charset}"));
             scan = Some(s);
@@ -398,7 +423,7 @@ impl Planner<'_> {
                 let text_like = is_text || mtype.starts_with("message/");
                 let needs = match scan {
                     Some(s) => s.needs_encoding,
-                    None => self.scan(start, end, false)?.needs_encoding,
+                    None => self.scan(start, end, false, false)?.needs_encoding,
                 };
                 match (needs, text_like) {
                     (false, _) => Step::Crlf,
@@ -551,6 +576,9 @@ mod tests {
             b"Content-Type: application/pdf\n\n%PDF \x80\n".to_vec(),
             b"Content-Type: message/rfc822\n\nFrom: x\n\n\xe9\n".to_vec(),
             b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGk=\naGk=\r\n".to_vec(),
+            b"%PDF-1.7\n\x00\x01binary\r\x02\n".to_vec(),
+            b"no headers, not UTF-8 \xff\xfe and lone CR\r".to_vec(),
+            b"Content-Transfer-Encoding: 8bit\n\nbody \xff\n".to_vec(),
             format!("Content-Type: text/plain\n\n{long_line}\n").into_bytes(),
             b"Content-Type: multipart/mixed; boundary=\"b\"\n\npreamble\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n\x00\x01\xff\n--b--  \nepilogue\n".to_vec(),
             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nno headers\r\n--b\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\nContent-Type: text/html\r\n\r\n<p>\xe9</p>\r\n--c--\r\n--b\r\nunterminated \xff".to_vec(),
