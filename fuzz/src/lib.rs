@@ -216,6 +216,28 @@ pub fn pem_sniff(data: &[u8]) {
         "our own base64 does not read back"
     );
     let _ = p11smime::revocation::pem_to_der(data);
+    // The same forms read as a stream (`mime::stream`), through small odd-sized buffers: never
+    // a panic, and our own PEM reads back.
+    let _ = stream_read(data, 1 + data.len() % 97);
+    assert_eq!(
+        stream_read(&pem, 1 + data.len() % 13).and_then(Result::ok),
+        Some(der),
+        "our own PEM does not read back as a stream"
+    );
+}
+
+/// What `mime::stream` reads from `data` when it streams it (`None`: it hands it back whole).
+fn stream_read(data: &[u8], buffer: usize) -> Option<std::io::Result<Vec<u8>>> {
+    use p11smime::mime::stream::{self, Opened};
+    use std::io::Read;
+    let mut input = std::io::BufReader::with_capacity(buffer, data);
+    match stream::open(&mut input) {
+        Ok(Opened::Stream { mut reader, .. }) => {
+            let mut out = Vec::new();
+            Some(reader.read_to_end(&mut out).map(|_| out))
+        }
+        _ => None,
+    }
 }
 
 /// `certs`: certificate files (PEM bundle, DER, `.p7b` in DER or PEM) loaded and described as
