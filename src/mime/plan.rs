@@ -174,6 +174,12 @@ impl Plan {
     /// The plan for `split_message` then `transport_safe` of the message in `file`; `None` when
     /// a line is too long to plan (read it whole instead).
     pub fn message(file: &File) -> Result<Option<Plan>> {
+        Self::message_through(file, None)
+    }
+
+    /// As [`Plan::message`], the entity measured by writing it to `through` (a signature's
+    /// digest): one reading of the file gives both.
+    pub fn message_through(file: &File, through: Option<&mut dyn Write>) -> Result<Option<Plan>> {
         let len = file_len(file)?;
         let mut planner = Planner {
             file,
@@ -191,7 +197,7 @@ impl Plan {
             Ok(outer)
         })();
         match planned {
-            Ok(outer) => planner.finish(outer).map(Some),
+            Ok(outer) => planner.finish(outer, through).map(Some),
             Err(Stop::TooLong) => Ok(None),
             Err(Stop::Failed(e)) => Err(e),
         }
@@ -199,6 +205,11 @@ impl Plan {
 
     /// The plan for `to_crlf` of the whole file (`--as-is`).
     pub fn as_is(file: &File) -> Result<Plan> {
+        Self::as_is_through(file, None)
+    }
+
+    /// As [`Plan::as_is`], measured by writing it to `through` (see [`Plan::message_through`]).
+    pub fn as_is_through(file: &File, through: Option<&mut dyn Write>) -> Result<Plan> {
         let end = file_len(file)?;
         let planner = Planner {
             file,
@@ -208,7 +219,7 @@ impl Plan {
                 step: Step::Crlf,
             }],
         };
-        planner.finish(Vec::new())
+        planner.finish(Vec::new(), through)
     }
 
     /// Writes the entity from `file` (the one planned) to `out`.
@@ -230,8 +241,19 @@ fn file_len(file: &File) -> Result<u64> {
 }
 
 impl Planner<'_> {
-    /// Measures every piece; the plan.
-    fn finish(self, outer: Vec<Header>) -> Result<Plan> {
+    /// Measures every piece, by writing them all to `through` when given; the plan.
+    fn finish(self, outer: Vec<Header>, through: Option<&mut dyn Write>) -> Result<Plan> {
+        if let Some(through) = through {
+            let mut plan = Plan {
+                outer,
+                pieces: self.pieces,
+                len: 0,
+            };
+            let mut count = Tee(Count::default(), through);
+            plan.write_to(self.file, &mut count)?;
+            plan.len = count.0.0;
+            return Ok(plan);
+        }
         let mut len = 0u64;
         for piece in &self.pieces {
             len += match piece {
@@ -479,6 +501,21 @@ impl Planner<'_> {
     }
 }
 
+/// Counts what it passes on.
+struct Tee<'w>(Count, &'w mut dyn Write);
+
+impl Write for Tee<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.1.write_all(data)?;
+        self.0.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}
+
 /// Where a scan's CRLF text goes: checked.
 #[derive(Default)]
 struct CheckSink {
@@ -526,6 +563,14 @@ mod tests {
         );
         assert_eq!(plan.len, want.len() as u64);
         assert_eq!(plan.outer, outer);
+        let mut seen = Vec::new();
+        let through = Plan::message_through(&file, Some(&mut seen))
+            .unwrap()
+            .unwrap();
+        assert!(seen == want && through.len == plan.len);
+        let mut seen = Vec::new();
+        let through = Plan::as_is_through(&file, Some(&mut seen)).unwrap();
+        assert!(seen == canon::to_crlf(raw) && through.len == seen.len() as u64);
         let plan = Plan::as_is(&file).unwrap();
         let mut got = Vec::new();
         plan.write_to(&file, &mut got).unwrap();
