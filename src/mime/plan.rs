@@ -38,6 +38,17 @@ enum Piece {
     Range { start: u64, end: u64, step: Step },
 }
 
+/// How a [`Plan`]'s length is found.
+pub enum Measure<'w> {
+    /// Counted: a pass over the file for the pieces whose length the input's does not give.
+    Count,
+    /// Counted while the entity is written to this writer (a signature's digest): one reading
+    /// of the file gives both.
+    Through(&'w mut dyn Write),
+    /// Not found (`len` is 0): for a caller that needs no length before it writes the entity.
+    Skip,
+}
+
 /// How to write the transport-safe entity of a file, and its length.
 #[derive(Debug)]
 pub struct Plan {
@@ -106,7 +117,7 @@ fn read_line(r: &mut impl BufRead, kept: &mut Vec<u8>, limit: usize) -> Result<u
         if buf.is_empty() {
             return Ok(len);
         }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
@@ -174,12 +185,11 @@ impl Plan {
     /// The plan for `split_message` then `transport_safe` of the message in `file`; `None` when
     /// a line is too long to plan (read it whole instead).
     pub fn message(file: &File) -> Result<Option<Plan>> {
-        Self::message_through(file, None)
+        Self::message_with(file, Measure::Count)
     }
 
-    /// As [`Plan::message`], the entity measured by writing it to `through` (a signature's
-    /// digest): one reading of the file gives both.
-    pub fn message_through(file: &File, through: Option<&mut dyn Write>) -> Result<Option<Plan>> {
+    /// As [`Plan::message`], its length found as `measure` says.
+    pub fn message_with(file: &File, measure: Measure<'_>) -> Result<Option<Plan>> {
         let len = file_len(file)?;
         let mut planner = Planner {
             file,
@@ -197,7 +207,7 @@ impl Plan {
             Ok(outer)
         })();
         match planned {
-            Ok(outer) => planner.finish(outer, through).map(Some),
+            Ok(outer) => planner.finish(outer, measure).map(Some),
             Err(Stop::TooLong) => Ok(None),
             Err(Stop::Failed(e)) => Err(e),
         }
@@ -205,11 +215,11 @@ impl Plan {
 
     /// The plan for `to_crlf` of the whole file (`--as-is`).
     pub fn as_is(file: &File) -> Result<Plan> {
-        Self::as_is_through(file, None)
+        Self::as_is_with(file, Measure::Count)
     }
 
-    /// As [`Plan::as_is`], measured by writing it to `through` (see [`Plan::message_through`]).
-    pub fn as_is_through(file: &File, through: Option<&mut dyn Write>) -> Result<Plan> {
+    /// As [`Plan::as_is`], its length found as `measure` says.
+    pub fn as_is_with(file: &File, measure: Measure<'_>) -> Result<Plan> {
         let end = file_len(file)?;
         let planner = Planner {
             file,
@@ -219,7 +229,7 @@ impl Plan {
                 step: Step::Crlf,
             }],
         };
-        planner.finish(Vec::new(), through)
+        planner.finish(Vec::new(), measure)
     }
 
     /// Writes the entity from `file` (the one planned) to `out`.
@@ -241,8 +251,19 @@ fn file_len(file: &File) -> Result<u64> {
 }
 
 impl Planner<'_> {
-    /// Measures every piece, by writing them all to `through` when given; the plan.
-    fn finish(self, outer: Vec<Header>, through: Option<&mut dyn Write>) -> Result<Plan> {
+    /// Measures every piece as `measure` says; the plan.
+    fn finish(self, outer: Vec<Header>, measure: Measure<'_>) -> Result<Plan> {
+        let through = match measure {
+            Measure::Count => None,
+            Measure::Through(w) => Some(w),
+            Measure::Skip => {
+                return Ok(Plan {
+                    outer,
+                    pieces: self.pieces,
+                    len: 0,
+                });
+            }
+        };
         if let Some(through) = through {
             let mut plan = Plan {
                 outer,
@@ -564,12 +585,19 @@ mod tests {
         assert_eq!(plan.len, want.len() as u64);
         assert_eq!(plan.outer, outer);
         let mut seen = Vec::new();
-        let through = Plan::message_through(&file, Some(&mut seen))
+        let through = Plan::message_with(&file, Measure::Through(&mut seen))
             .unwrap()
             .unwrap();
         assert!(seen == want && through.len == plan.len);
+        let mut unmeasured = Vec::new();
+        Plan::message_with(&file, Measure::Skip)
+            .unwrap()
+            .unwrap()
+            .write_to(&file, &mut unmeasured)
+            .unwrap();
+        assert!(unmeasured == want);
         let mut seen = Vec::new();
-        let through = Plan::as_is_through(&file, Some(&mut seen)).unwrap();
+        let through = Plan::as_is_with(&file, Measure::Through(&mut seen)).unwrap();
         assert!(seen == canon::to_crlf(raw) && through.len == seen.len() as u64);
         let plan = Plan::as_is(&file).unwrap();
         let mut got = Vec::new();

@@ -1,13 +1,16 @@
-//! `sign` of input too large to hold: from a file in two passes, in bounded memory.
+//! `sign` of input too large to hold: from the file, in bounded memory, over exactly the
+//! entity the in-memory path signs ([`crate::mime::plan`], or only CRLF with `--as-is`).
 //!
-//! Pass 1 plans the entity to sign ([`crate::mime::plan`], or only CRLF with `--as-is`) and
-//! hashes it as it measures it; the token then signs the signed attributes over that digest.
-//! Pass 2 writes the message: the entity again from the file, between the multipart/signed
-//! head and the signature part, or inside a SignedData whose DER header, with definite lengths,
-//! went out first (base64 lines for PEM and mail). Pass 2 hashes what it writes too and fails
-//! if the file changed between the passes. Stdin is spooled first to an anonymous 0600
-//! temporary file. Inputs under [`STREAM_THRESHOLD`], and the rare input the planner refuses (a
-//! header field or delimiter line over 1 MiB), take the in-memory path of [`super::sign()`].
+//! Clear-signed mail (multipart/signed, the default) takes one pass after planning: the head,
+//! then the entity, hashed as it is written, then the signature part, the token signing once
+//! the digest is known. What is written is what was hashed, by construction; if the token
+//! then fails, the command fails (a `-o` file is not created; stdout has had the entity).
+//! Opaque signed-data, and a bare detached signature, take two: pass 1 hashes and measures the
+//! entity, the token signs, pass 2 writes the SignedData with definite DER lengths around the
+//! entity (base64 lines for PEM and mail), hashing it again to refuse a file that changed
+//! between the passes. Stdin is spooled first to an anonymous 0600 temporary file. Inputs
+//! under [`STREAM_THRESHOLD`], and the rare input the planner refuses (a header field or
+//! delimiter line over 1 MiB), take the in-memory path of [`super::sign()`].
 
 use super::encrypt_stream::STREAM_THRESHOLD;
 use super::keys::KeyAccess;
@@ -15,13 +18,13 @@ use super::sign::{
     OutForm, SignOutcome, SignParams, SignRequest, Signing, empty, micalg, sign, sign_core_at,
     with_token, write_err,
 };
-use crate::cms::digest::Hasher;
+use crate::cms::digest_pipe::DigestPipe;
 use crate::cms::signed::{self, Framed};
 use crate::error::{Error, Result};
 use crate::keyops::{KeyBackend, KeyCertificate};
 use crate::mime::compose;
 use crate::mime::encode::Base64Lines;
-use crate::mime::plan::Plan;
+use crate::mime::plan::{Measure, Plan};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 use std::time::SystemTime;
@@ -96,24 +99,50 @@ impl Streamed {
         if len == 0 {
             return Err(empty());
         }
-        let signing = Signing::choose(certs, params)?;
-        let mut digest = Digest::new(Hasher::new(signing.alg.hash()));
-        let plan = match (len >= self.threshold, params.as_is) {
-            (false, _) => None,
-            (true, true) => Some(Plan::as_is_through(file, Some(&mut digest))?),
-            (true, false) => Plan::message_through(file, Some(&mut digest))?,
-        };
-        let Some(plan) = plan else {
+        let in_memory = |backend: &mut dyn KeyBackend, out: &mut dyn Write| {
             let mut input = Vec::new();
             let mut reader = file;
             reader.rewind().map_err(read_err)?;
             reader.read_to_end(&mut input).map_err(read_err)?;
-            return sign_core_at(&input, backend, certs, params, self.time, out);
+            sign_core_at(&input, backend, certs, params, self.time, out)
         };
-        let md = digest.hasher.finish();
+        if len < self.threshold {
+            return in_memory(backend, out);
+        }
+        let signing = Signing::choose(certs, params)?;
+        let hash = signing.alg.hash();
+        let clear = params.outform == OutForm::Message && !params.opaque;
+        let mut digest = Digest::new(DigestPipe::new(hash));
+        let measure = if clear {
+            Measure::Skip
+        } else {
+            Measure::Through(&mut digest)
+        };
+        let plan = match params.as_is {
+            true => Some(Plan::as_is_with(file, measure)?),
+            false => Plan::message_with(file, measure)?,
+        };
+        let Some(plan) = plan else {
+            return in_memory(backend, out);
+        };
+        let mut out = BufWriter::with_capacity(64 * 1024, out);
+        if clear {
+            let b = compose::boundary();
+            let head = compose::multipart_signed_head(&plan.outer, micalg(hash), &b);
+            out.write_all(&head).map_err(write_err)?;
+            digest.out = Some(&mut out);
+            plan.write_to(file, &mut digest)?;
+            let md = digest.hasher.finish()?;
+            let request = signing.request(&[], params, self.time);
+            let framed = signed::sign_hashed(backend, &request, &md, 0)?;
+            let tail = compose::multipart_signed_tail(&b, &framed.head);
+            out.write_all(&tail).map_err(write_err)?;
+            out.flush().map_err(write_err)?;
+            return Ok(signing.outcome());
+        }
+        let md = digest.hasher.finish()?;
         let request = signing.request(&[], params, self.time);
         let framed = signed::sign_hashed(backend, &request, &md, plan.len)?;
-        let mut out = BufWriter::with_capacity(64 * 1024, out);
         let entity = Entity {
             plan: &plan,
             file,
@@ -121,19 +150,11 @@ impl Streamed {
             signing: &signing,
         };
         match (params.outform, params.opaque) {
-            (OutForm::Der, false) => out.write_all(&framed.head).map_err(write_err)?,
+            // A bare detached signature: the entity is not written.
             (OutForm::Pem, false) => out
                 .write_all(&compose::pem(&framed.head))
                 .map_err(write_err)?,
-            (OutForm::Message, false) => {
-                let b = compose::boundary();
-                let head =
-                    compose::multipart_signed_head(&plan.outer, micalg(request.alg.hash()), &b);
-                out.write_all(&head).map_err(write_err)?;
-                entity.write(&mut out)?;
-                let tail = compose::multipart_signed_tail(&b, &framed.head);
-                out.write_all(&tail).map_err(write_err)?;
-            }
+            (_, false) => out.write_all(&framed.head).map_err(write_err)?,
             (OutForm::Der, true) => entity.framed(&framed, &mut out)?,
             (OutForm::Pem, true) | (OutForm::Message, true) => {
                 let (head, eol, tail): (Vec<u8>, &'static [u8], &[u8]) =
@@ -171,10 +192,10 @@ impl Entity<'_> {
     /// Writes the entity to `out`, hashing it again: the file may have changed since pass 1,
     /// and what is written must be what was signed.
     fn write(&self, out: &mut dyn Write) -> Result<()> {
-        let mut digest = Digest::new(Hasher::new(self.signing.alg.hash()));
+        let mut digest = Digest::new(DigestPipe::new(self.signing.alg.hash()));
         digest.out = Some(out);
         self.plan.write_to(self.file, &mut digest)?;
-        if digest.len != self.plan.len || digest.hasher.finish() != self.md {
+        if digest.len != self.plan.len || digest.hasher.finish()? != self.md {
             return Err(Error::BadInput(
                 "the input changed while it was being signed (other bytes on the second reading)"
                     .into(),
@@ -193,13 +214,13 @@ impl Entity<'_> {
 
 /// Hashes what it is given and passes it on, if there is somewhere to pass it.
 struct Digest<'w> {
-    hasher: Hasher,
+    hasher: DigestPipe,
     len: u64,
     out: Option<&'w mut dyn Write>,
 }
 
 impl Digest<'_> {
-    fn new(hasher: Hasher) -> Self {
+    fn new(hasher: DigestPipe) -> Self {
         Digest {
             hasher,
             len: 0,
@@ -213,7 +234,7 @@ impl Write for Digest<'_> {
         if let Some(out) = self.out.as_mut() {
             out.write_all(data)?;
         }
-        self.hasher.update(data);
+        self.hasher.write_all(data)?;
         self.len += data.len() as u64;
         Ok(data.len())
     }
