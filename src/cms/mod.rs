@@ -4,6 +4,7 @@
 pub mod ber;
 pub mod content;
 pub mod digest;
+pub mod digest_pipe;
 pub mod encrypt;
 pub mod envelope;
 pub mod gcm;

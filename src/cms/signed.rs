@@ -187,9 +187,106 @@ fn signed_attributes(req: &SignRequest<'_>, message_digest: &[u8]) -> Result<Set
 
 /// Signs and returns the DER of a ContentInfo holding the SignedData.
 pub fn sign(backend: &mut dyn KeyBackend, req: &SignRequest<'_>) -> Result<Vec<u8>> {
+    let message_digest = digest(req.alg.hash(), &[req.content]);
+    let econtent = if req.detached {
+        None
+    } else {
+        Some(any(&OctetString::new(req.content).map_err(encode_err)?)?)
+    };
+    let signed = signed_data(backend, req, &message_digest, econtent)?;
+    ContentInfo {
+        content_type: oids::SIGNED_DATA,
+        content: any(&signed)?,
+    }
+    .to_der()
+    .map_err(encode_err)
+}
+
+/// A SignedData whose content is written apart, between `head` and `tail`.
+#[derive(Debug)]
+pub struct Framed {
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+/// Signs a content the caller hashed (`message_digest`, with `req.alg`'s digest; `req.content`
+/// is not read), so that a content too large to hold is read only to hash and to write.
+/// Detached, `head` is the whole ContentInfo; else the `content_len` bytes of content go
+/// between `head` and `tail`: DER with definite lengths, the bytes [`sign`] gives.
+pub fn sign_hashed(
+    backend: &mut dyn KeyBackend,
+    req: &SignRequest<'_>,
+    message_digest: &[u8],
+    content_len: u64,
+) -> Result<Framed> {
+    let signed = signed_data(backend, req, message_digest, None)?;
+    if req.detached {
+        let head = ContentInfo {
+            content_type: oids::SIGNED_DATA,
+            content: any(&signed)?,
+        }
+        .to_der()
+        .map_err(encode_err)?;
+        return Ok(Framed {
+            head,
+            tail: Vec::new(),
+        });
+    }
+    // SignedData { version, digestAlgorithms, encapContentInfo, [0] IMPLICIT certificates,
+    //              signerInfos }, each field encoded by the `cms` types but the content's.
+    let version = signed.version.to_der().map_err(encode_err)?;
+    let digest_algs = signed.digest_algorithms.to_der().map_err(encode_err)?;
+    let mut tail = Vec::new();
+    if let Some(certs) = &signed.certificates {
+        let mut set = certs.to_der().map_err(encode_err)?;
+        // IMPLICIT [0] of a SET OF: the tag becomes constructed context 0.
+        set[0] = 0xa0;
+        tail.extend(set);
+    }
+    tail.extend(signed.signer_infos.to_der().map_err(encode_err)?);
+    // EncapsulatedContentInfo { eContentType, [0] EXPLICIT OCTET STRING }
+    let mut eci = oids::DATA.to_der().map_err(encode_err)?;
+    let octets = header(0x04, content_len)?;
+    eci.extend(header(0xa0, octets.len() as u64 + content_len)?);
+    eci.extend(octets);
+    let eci_len = eci.len() as u64 + content_len;
+    let mut body = version;
+    body.extend(digest_algs);
+    body.extend(header(0x30, eci_len)?);
+    let body_len = body.len() as u64 + eci_len + tail.len() as u64;
+    // ContentInfo { contentType, [0] EXPLICIT SignedData }
+    let sd_head = header(0x30, body_len)?;
+    let explicit = header(0xa0, sd_head.len() as u64 + body_len)?;
+    let oid = oids::SIGNED_DATA.to_der().map_err(encode_err)?;
+    let total = (oid.len() + explicit.len() + sd_head.len()) as u64 + body_len;
+    let mut head = header(0x30, total)?;
+    head.extend(oid);
+    head.extend(explicit);
+    head.extend(sd_head);
+    head.extend(body);
+    head.extend(eci);
+    Ok(Framed { head, tail })
+}
+
+/// A DER tag and definite length.
+fn header(tag: u8, len: u64) -> Result<Vec<u8>> {
+    let len = usize::try_from(len)
+        .map_err(|_| Error::Unsupported("content too large for this platform".into()))?;
+    let mut out = vec![tag];
+    super::ber::push_length(len, &mut out);
+    Ok(out)
+}
+
+/// The SignedData with its signature over the signed attributes (`message_digest` among them);
+/// the content inside when `econtent` is given.
+fn signed_data(
+    backend: &mut dyn KeyBackend,
+    req: &SignRequest<'_>,
+    message_digest: &[u8],
+    econtent: Option<Any>,
+) -> Result<SignedData> {
     let hash = req.alg.hash();
-    let message_digest = digest(hash, &[req.content]);
-    let signed_attrs = signed_attributes(req, &message_digest)?;
+    let signed_attrs = signed_attributes(req, message_digest)?;
     let tbs = signed_attrs.to_der().map_err(encode_err)?;
     let raw = backend
         .sign(req.key_id, req.alg, &tbs)
@@ -234,12 +331,7 @@ pub fn sign(backend: &mut dyn KeyBackend, req: &SignRequest<'_>) -> Result<Vec<u
             certs.push(choice);
         }
     }
-    let econtent = if req.detached {
-        None
-    } else {
-        Some(any(&OctetString::new(req.content).map_err(encode_err)?)?)
-    };
-    let signed = SignedData {
+    Ok(SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![alg_id(hash_oid(hash))]).map_err(encode_err)?,
         encap_content_info: EncapsulatedContentInfo {
@@ -251,11 +343,82 @@ pub fn sign(backend: &mut dyn KeyBackend, req: &SignRequest<'_>) -> Result<Vec<u
         )),
         crls: None,
         signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encode_err)?),
-    };
-    ContentInfo {
-        content_type: oids::SIGNED_DATA,
-        content: any(&signed)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keyops::{KeyCertificate, RsaPadding};
+    use zeroize::Zeroizing;
+
+    /// "Signs" with a digest of what it is given: deterministic, enough for the structure.
+    struct Fake;
+
+    impl KeyBackend for Fake {
+        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
+            Ok(Vec::new())
+        }
+        fn rsa_decrypt(
+            &mut self,
+            _: &[u8],
+            _: &RsaPadding,
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            Err(KeyError::Failed)
+        }
+        fn rsa_raw(
+            &mut self,
+            _: &[u8],
+            _: &[u8],
+        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
+            Err(KeyError::Failed)
+        }
+        fn sign(
+            &mut self,
+            _: &[u8],
+            _: SignAlg,
+            tbs: &[u8],
+        ) -> std::result::Result<Vec<u8>, KeyError> {
+            Ok(digest(HashAlg::Sha512, &[tbs]))
+        }
     }
-    .to_der()
-    .map_err(encode_err)
+
+    /// The framed SignedData, content put between head and tail, is byte for byte what the
+    /// `cms` types encode in one piece, for lengths around the DER length-of-length steps.
+    #[test]
+    fn framed_content_gives_the_bytes_of_the_one_piece_encoding() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/softhsm-fixtures/alice-sign.pem"
+        ))
+        .unwrap();
+        let cert = crate::certinfo::load_certificates(&pem).unwrap().remove(0);
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        for len in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536, 70_000] {
+            for detached in [false, true] {
+                let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let req = SignRequest {
+                    content: &content,
+                    detached,
+                    alg: SignAlg::RsaPkcs1v15(HashAlg::Sha256),
+                    signer: &cert,
+                    key_id: &[1],
+                    encryption_cert: Some(&cert),
+                    extra_certs: std::slice::from_ref(&cert),
+                    signing_time: at,
+                };
+                let whole = sign(&mut Fake, &req).unwrap();
+                let md = digest(HashAlg::Sha256, &[&content]);
+                let framed = sign_hashed(&mut Fake, &req, &md, len as u64).unwrap();
+                let mut got = framed.head;
+                if !detached {
+                    got.extend_from_slice(&content);
+                }
+                got.extend(framed.tail);
+                assert!(got == whole, "{len} detached={detached}");
+            }
+        }
+    }
 }

@@ -33,7 +33,8 @@ fn write_headers(outer: &[Header], out: &mut Vec<u8>) {
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
 }
 
-fn boundary() -> String {
+/// A fresh multipart boundary: random, so no line of a signed entity can be mistaken for it.
+pub fn boundary() -> String {
     let mut rng = rand::thread_rng();
     let tag: String = (0..24)
         .map(|_| {
@@ -53,7 +54,17 @@ pub fn multipart_signed(
     micalg: &str,
 ) -> Vec<u8> {
     let b = boundary();
-    let mut out = Vec::with_capacity(signed.len() + signature_der.len() * 2 + 1024);
+    let mut out = multipart_signed_head(outer, micalg, &b);
+    out.reserve(signed.len() + signature_der.len() * 2 + 512);
+    out.extend_from_slice(signed);
+    out.extend_from_slice(&multipart_signed_tail(&b, signature_der));
+    out
+}
+
+/// What [`multipart_signed`] writes before the signed entity: apart, so that a large entity
+/// can be streamed between it and [`multipart_signed_tail`].
+pub fn multipart_signed_head(outer: &[Header], micalg: &str, b: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
     write_headers(outer, &mut out);
     out.extend_from_slice(
         format!(
@@ -62,16 +73,19 @@ pub fn multipart_signed(
         )
         .as_bytes(),
     );
-    out.extend_from_slice(signed);
-    out.extend_from_slice(
-        format!(
-            "\r\n--{b}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
-             Content-Transfer-Encoding: base64\r\n\
-             Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\
-             Content-Description: S/MIME Cryptographic Signature\r\n\r\n"
-        )
-        .as_bytes(),
-    );
+    out
+}
+
+/// What [`multipart_signed`] writes after the signed entity: the signature part and the close
+/// delimiter.
+pub fn multipart_signed_tail(b: &str, signature_der: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "\r\n--{b}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\
+         Content-Description: S/MIME Cryptographic Signature\r\n\r\n"
+    )
+    .into_bytes();
     out.extend_from_slice(&base64_lines(signature_der));
     out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
     out

@@ -48,7 +48,7 @@ impl<W: Write> Write for Crlf<W> {
             }
             let room = OUT_BUF.saturating_sub(self.buf.len()).max(1);
             let window = &rest[..rest.len().min(room)];
-            match window.iter().position(|b| *b == b'\r' || *b == b'\n') {
+            match memchr::memchr2(b'\r', b'\n', window) {
                 Some(i) => {
                     self.buf.extend_from_slice(&window[..i]);
                     self.buf.extend_from_slice(b"\r\n");

@@ -38,6 +38,17 @@ enum Piece {
     Range { start: u64, end: u64, step: Step },
 }
 
+/// How a [`Plan`]'s length is found.
+pub enum Measure<'w> {
+    /// Counted: a pass over the file for the pieces whose length the input's does not give.
+    Count,
+    /// Counted while the entity is written to this writer (a signature's digest): one reading
+    /// of the file gives both.
+    Through(&'w mut dyn Write),
+    /// Not found (`len` is 0): for a caller that needs no length before it writes the entity.
+    Skip,
+}
+
 /// How to write the transport-safe entity of a file, and its length.
 #[derive(Debug)]
 pub struct Plan {
@@ -106,7 +117,7 @@ fn read_line(r: &mut impl BufRead, kept: &mut Vec<u8>, limit: usize) -> Result<u
         if buf.is_empty() {
             return Ok(len);
         }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
@@ -176,6 +187,11 @@ impl Plan {
     /// The plan for `split_message` then `transport_safe` of the message in `file`; `None` when
     /// a line is too long to plan (read it whole instead).
     pub fn message(file: &File) -> Result<Option<Plan>> {
+        Self::message_with(file, Measure::Count)
+    }
+
+    /// As [`Plan::message`], its length found as `measure` says.
+    pub fn message_with(file: &File, measure: Measure<'_>) -> Result<Option<Plan>> {
         let len = file_len(file)?;
         let mut planner = Planner {
             file,
@@ -193,7 +209,7 @@ impl Plan {
             Ok(outer)
         })();
         match planned {
-            Ok(outer) => planner.finish(outer).map(Some),
+            Ok(outer) => planner.finish(outer, measure).map(Some),
             Err(Stop::TooLong) => Ok(None),
             Err(Stop::Failed(e)) => Err(e),
         }
@@ -201,6 +217,11 @@ impl Plan {
 
     /// The plan for `to_crlf` of the whole file (`--as-is`).
     pub fn as_is(file: &File) -> Result<Plan> {
+        Self::as_is_with(file, Measure::Count)
+    }
+
+    /// As [`Plan::as_is`], its length found as `measure` says.
+    pub fn as_is_with(file: &File, measure: Measure<'_>) -> Result<Plan> {
         let end = file_len(file)?;
         let planner = Planner {
             file,
@@ -210,7 +231,7 @@ impl Plan {
                 step: Step::Crlf,
             }],
         };
-        planner.finish(Vec::new())
+        planner.finish(Vec::new(), measure)
     }
 
     /// Writes the entity from `file` (the one planned) to `out`.
@@ -232,8 +253,30 @@ fn file_len(file: &File) -> Result<u64> {
 }
 
 impl Planner<'_> {
-    /// Measures every piece; the plan.
-    fn finish(self, outer: Vec<Header>) -> Result<Plan> {
+    /// Measures every piece as `measure` says; the plan.
+    fn finish(self, outer: Vec<Header>, measure: Measure<'_>) -> Result<Plan> {
+        let through = match measure {
+            Measure::Count => None,
+            Measure::Through(w) => Some(w),
+            Measure::Skip => {
+                return Ok(Plan {
+                    outer,
+                    pieces: self.pieces,
+                    len: 0,
+                });
+            }
+        };
+        if let Some(through) = through {
+            let mut plan = Plan {
+                outer,
+                pieces: self.pieces,
+                len: 0,
+            };
+            let mut count = Tee(Count::default(), through);
+            plan.write_to(self.file, &mut count)?;
+            plan.len = count.0.0;
+            return Ok(plan);
+        }
         let mut len = 0u64;
         for piece in &self.pieces {
             len += match piece {
@@ -504,6 +547,21 @@ impl Planner<'_> {
     }
 }
 
+/// Counts what it passes on.
+struct Tee<'w>(Count, &'w mut dyn Write);
+
+impl Write for Tee<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.1.write_all(data)?;
+        self.0.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}
+
 /// Where a scan's CRLF text goes: checked.
 #[derive(Default)]
 struct CheckSink {
@@ -551,6 +609,21 @@ mod tests {
         );
         assert_eq!(plan.len, want.len() as u64);
         assert_eq!(plan.outer, outer);
+        let mut seen = Vec::new();
+        let through = Plan::message_with(&file, Measure::Through(&mut seen))
+            .unwrap()
+            .unwrap();
+        assert!(seen == want && through.len == plan.len);
+        let mut unmeasured = Vec::new();
+        Plan::message_with(&file, Measure::Skip)
+            .unwrap()
+            .unwrap()
+            .write_to(&file, &mut unmeasured)
+            .unwrap();
+        assert!(unmeasured == want);
+        let mut seen = Vec::new();
+        let through = Plan::as_is_with(&file, Measure::Through(&mut seen)).unwrap();
+        assert!(seen == canon::to_crlf(raw) && through.len == seen.len() as u64);
         let plan = Plan::as_is(&file).unwrap();
         let mut got = Vec::new();
         plan.write_to(&file, &mut got).unwrap();

@@ -11,6 +11,7 @@ use crate::keyops::{HashAlg, KeyBackend, KeyCertificate, SignAlg};
 use crate::mime::{canon, compose};
 use crate::token::{KeySelector, LoginOptions, TokenSelector};
 use std::io::Write;
+use std::time::SystemTime;
 use x509_cert::Certificate;
 
 /// What `sign` writes.
@@ -71,7 +72,18 @@ pub fn sign<'k>(
     request: &SignRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<SignOutcome> {
-    let opened = keys.into().open_one(request.token, request.login)?;
+    with_token(keys.into(), request, |backend, certs| {
+        sign_core(input, backend, certs, &request.params, out)
+    })
+}
+
+/// Opens the token, logs in and runs `work` with its key backend and certificates.
+pub(super) fn with_token(
+    keys: KeyAccess<'_>,
+    request: &SignRequest<'_>,
+    work: impl FnOnce(&mut dyn KeyBackend, &[KeyCertificate]) -> Result<SignOutcome>,
+) -> Result<SignOutcome> {
+    let opened = keys.open_one(request.token, request.login)?;
     let mut token = opened.backend;
     // Before any PIN: is there a certificate we could sign with at all? (With --key the name
     // may be a private key's label, visible only after login.)
@@ -80,7 +92,7 @@ pub fn sign<'k>(
     }
     token.login()?;
     let certs = token.certificates()?;
-    let mut outcome = sign_core(input, token.as_mut(), &certs, &request.params, out)?;
+    let mut outcome = work(token.as_mut(), &certs)?;
     outcome.token = opened.name;
     Ok(outcome)
 }
@@ -154,7 +166,7 @@ fn sign_alg(cert: &Certificate, digest: Option<HashAlg>, pss: bool) -> Result<Si
     )))
 }
 
-fn micalg(h: HashAlg) -> &'static str {
+pub(super) fn micalg(h: HashAlg) -> &'static str {
     match h {
         HashAlg::Sha1 => "sha-1",
         HashAlg::Sha224 => "sha-224",
@@ -171,76 +183,129 @@ pub(super) fn sign_core(
     params: &SignParams<'_>,
     out: &mut dyn Write,
 ) -> Result<SignOutcome> {
-    if input.is_empty() {
-        return Err(Error::BadInput(
-            "the input is empty: nothing to sign".into(),
-        ));
-    }
-    let signer = choose_signer(certs, params.key)?;
-    let alg = sign_alg(&signer.certificate, params.digest, params.pss)?;
-    let now = certinfo::now();
-    // The certificate replies should be encrypted to: a current key-management certificate,
-    // of the signer's key type first (an RSA signer's correspondents may not do ECDH).
-    let key_alg = |c: &Certificate| c.tbs_certificate.subject_public_key_info.algorithm.oid;
-    let mut encryption_candidates: Vec<&KeyCertificate> = certs
-        .iter()
-        .filter(|c| c.id != signer.id && c.has_private_key != Some(false))
-        .filter(|c| {
-            is_encryption_cert(&c.certificate) && !certinfo::is_expired(&c.certificate, now)
-        })
-        .collect();
-    encryption_candidates.sort_by_key(|c| key_alg(&c.certificate) != key_alg(&signer.certificate));
-    let encryption = encryption_candidates.first().copied();
-    let mut extra: Vec<Certificate> = encryption.iter().map(|c| c.certificate.clone()).collect();
-    extra.extend(
-        certs
-            .iter()
-            .filter(|c| certinfo::is_ca(&c.certificate))
-            .map(|c| c.certificate.clone()),
-    );
-    extra.extend(params.chain.iter().cloned());
+    sign_core_at(input, backend, certs, params, SystemTime::now(), out)
+}
 
+/// [`sign_core`] with the signing time given (tests compare outputs byte for byte).
+pub(super) fn sign_core_at(
+    input: &[u8],
+    backend: &mut dyn KeyBackend,
+    certs: &[KeyCertificate],
+    params: &SignParams<'_>,
+    time: SystemTime,
+    out: &mut dyn Write,
+) -> Result<SignOutcome> {
+    if input.is_empty() {
+        return Err(empty());
+    }
+    let signing = Signing::choose(certs, params)?;
     let (outer, content) = if params.as_is {
         (Vec::new(), canon::to_crlf(input))
     } else {
         let (outer, entity) = compose::split_message(input);
         (outer, canon::transport_safe(entity).to_bytes())
     };
-    let der = signed::sign(
-        backend,
-        &CmsSignRequest {
-            content: &content,
-            detached: !params.opaque,
-            alg,
-            signer: &signer.certificate,
-            key_id: &signer.id,
-            encryption_cert: encryption.map(|c| &c.certificate),
-            extra_certs: &extra,
-            signing_time: std::time::SystemTime::now(),
-        },
-    )?;
+    let der = signed::sign(backend, &signing.request(&content, params, time))?;
     let bytes = match (params.outform, params.opaque) {
         (OutForm::Der, _) => der,
         (OutForm::Pem, _) => compose::pem(&der),
         (OutForm::Message, false) => {
-            compose::multipart_signed(&outer, &content, &der, micalg(alg.hash()))
+            compose::multipart_signed(&outer, &content, &der, micalg(signing.alg.hash()))
         }
         (OutForm::Message, true) => compose::pkcs7_mime(&outer, "signed-data", &der),
     };
-    out.write_all(&bytes)
-        .map_err(|e| Error::io("cannot write the signed output", e))?;
-    Ok(SignOutcome {
-        token: String::new(),
-        signer: signer.certificate.tbs_certificate.subject.to_string(),
-        key_label: signer.label.clone(),
-        key_id: hex::encode(&signer.id),
-        algorithm: match alg {
-            SignAlg::RsaPkcs1v15(h) => format!("RSA PKCS#1 v1.5 with {}", h.name()),
-            SignAlg::RsaPss(h) => format!("RSA-PSS with {}", h.name()),
-            SignAlg::Ecdsa(h) => format!("ECDSA with {}", h.name()),
-        },
-        micalg: micalg(alg.hash()).into(),
-        encryption_certificate: encryption
-            .map(|c| c.certificate.tbs_certificate.subject.to_string()),
-    })
+    out.write_all(&bytes).map_err(write_err)?;
+    Ok(signing.outcome())
+}
+
+pub(super) fn empty() -> Error {
+    Error::BadInput("the input is empty: nothing to sign".into())
+}
+
+pub(super) fn write_err(e: std::io::Error) -> Error {
+    Error::io("cannot write the signed output", e)
+}
+
+/// The signer of a request and what goes with it: the digest and signature algorithms, the
+/// certificate replies should be encrypted to, and the certificates to include.
+pub(super) struct Signing<'c> {
+    signer: &'c KeyCertificate,
+    pub(super) alg: SignAlg,
+    encryption: Option<&'c KeyCertificate>,
+    extra: Vec<Certificate>,
+}
+
+impl<'c> Signing<'c> {
+    pub(super) fn choose(certs: &'c [KeyCertificate], params: &SignParams<'_>) -> Result<Self> {
+        let signer = choose_signer(certs, params.key)?;
+        let alg = sign_alg(&signer.certificate, params.digest, params.pss)?;
+        let now = certinfo::now();
+        // The certificate replies should be encrypted to: a current key-management
+        // certificate, of the signer's key type first (an RSA signer's correspondents may not
+        // do ECDH).
+        let key_alg = |c: &Certificate| c.tbs_certificate.subject_public_key_info.algorithm.oid;
+        let mut encryption_candidates: Vec<&KeyCertificate> = certs
+            .iter()
+            .filter(|c| c.id != signer.id && c.has_private_key != Some(false))
+            .filter(|c| {
+                is_encryption_cert(&c.certificate) && !certinfo::is_expired(&c.certificate, now)
+            })
+            .collect();
+        encryption_candidates
+            .sort_by_key(|c| key_alg(&c.certificate) != key_alg(&signer.certificate));
+        let encryption = encryption_candidates.first().copied();
+        let mut extra: Vec<Certificate> =
+            encryption.iter().map(|c| c.certificate.clone()).collect();
+        extra.extend(
+            certs
+                .iter()
+                .filter(|c| certinfo::is_ca(&c.certificate))
+                .map(|c| c.certificate.clone()),
+        );
+        extra.extend(params.chain.iter().cloned());
+        Ok(Signing {
+            signer,
+            alg,
+            encryption,
+            extra,
+        })
+    }
+
+    /// The CMS request for `content` (empty when the caller hashes it).
+    pub(super) fn request<'r>(
+        &'r self,
+        content: &'r [u8],
+        params: &SignParams<'_>,
+        time: SystemTime,
+    ) -> CmsSignRequest<'r> {
+        CmsSignRequest {
+            content,
+            detached: !params.opaque,
+            alg: self.alg,
+            signer: &self.signer.certificate,
+            key_id: &self.signer.id,
+            encryption_cert: self.encryption.map(|c| &c.certificate),
+            extra_certs: &self.extra,
+            signing_time: time,
+        }
+    }
+
+    pub(super) fn outcome(&self) -> SignOutcome {
+        let alg = self.alg;
+        SignOutcome {
+            token: String::new(),
+            signer: self.signer.certificate.tbs_certificate.subject.to_string(),
+            key_label: self.signer.label.clone(),
+            key_id: hex::encode(&self.signer.id),
+            algorithm: match alg {
+                SignAlg::RsaPkcs1v15(h) => format!("RSA PKCS#1 v1.5 with {}", h.name()),
+                SignAlg::RsaPss(h) => format!("RSA-PSS with {}", h.name()),
+                SignAlg::Ecdsa(h) => format!("ECDSA with {}", h.name()),
+            },
+            micalg: micalg(alg.hash()).into(),
+            encryption_certificate: self
+                .encryption
+                .map(|c| c.certificate.tbs_certificate.subject.to_string()),
+        }
+    }
 }

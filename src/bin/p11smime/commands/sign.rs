@@ -43,7 +43,14 @@ pub fn run(args: SignArgs) -> Result<()> {
         "pem" => OutForm::Pem,
         _ => OutForm::Message,
     };
-    let input = io::read_input(args.input.as_deref().filter(|_| !from_stdin))?;
+    // A file is read where it is (twice when large); stdin as it comes (spooled when large).
+    let input = match args.input.as_deref().filter(|_| !from_stdin) {
+        Some(path) => Some(
+            std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?,
+        ),
+        None => None,
+    };
 
     let (keys, selector) = keys(&args.token, &args.pin, &args.agent)?;
     let callbacks = Terminal {
@@ -62,8 +69,9 @@ pub fn run(args: SignArgs) -> Result<()> {
             as_is: args.as_is,
         },
     };
-    let outcome = io::with_output(args.output.as_ref(), |out| {
-        smime::sign(keys.access(), &input, &request, out)
+    let outcome = io::with_output(args.output.as_ref(), |out| match &input {
+        Some(file) => smime::sign_file(keys.access(), file, &request, out),
+        None => smime::sign_reader(keys.access(), &mut std::io::stdin().lock(), &request, out),
     })?;
     if args.token.verbose {
         eprintln!(
