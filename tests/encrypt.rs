@@ -483,3 +483,40 @@ fn without_the_card_encrypt_warns_about_the_own_copy() {
         .unwrap();
     assert_fails(&signed, 6, "--sign without the card");
 }
+
+/// A path that is a pipe (`<(...)` in a shell, /dev/stdin) is read once, as stdin is: the input
+/// has no length to plan with and cannot be read twice.
+#[test]
+fn a_pipe_given_as_the_input_path() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let token = TestToken::new();
+    let out = token.path("enc.p7m");
+    let mut child = token
+        .p11smime(&[
+            "encrypt",
+            "-r",
+            path_str(&fixture("bob-enc.pem")),
+            "--outform",
+            "der",
+            "--no-self",
+            "-o",
+            path_str(&out),
+            "/dev/stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(MAIL.as_bytes())
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(result.status.success(), "{}", report(&result));
+    let plain = openssl_decrypt(&out, "bob-enc.key.pem", "DER");
+    assert_eq!(body_text(&plain), "Danke, Bob.\nFrom Alice\n");
+}

@@ -30,7 +30,14 @@ pub fn encrypt_file(
     out: &mut dyn Write,
 ) -> Result<EncryptOutcome> {
     let read_err = |e| Error::io("cannot read the input", e);
-    let len = file.metadata().map_err(read_err)?.len();
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        // A pipe (`<(...)`, /dev/stdin) or a device: no length, no second reading; read once,
+        // as stdin is.
+        let mut reader = file;
+        return encrypt_reader(keys, &mut reader, request, out);
+    }
+    let len = meta.len();
     let plan = match (len >= STREAM_THRESHOLD, &request.sign, request.params.as_is) {
         (false, _, _) | (true, Some(_), _) => None,
         (true, None, true) => Some(Plan::as_is(file)?),
