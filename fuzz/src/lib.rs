@@ -230,8 +230,8 @@ pub fn pem_sniff(data: &[u8]) {
 fn stream_read(data: &[u8], buffer: usize) -> Option<std::io::Result<Vec<u8>>> {
     use p11smime::mime::stream::{self, Opened};
     use std::io::Read;
-    let mut input = std::io::BufReader::with_capacity(buffer, data);
-    match stream::open(&mut input) {
+    let input = std::io::BufReader::with_capacity(buffer, std::io::Cursor::new(data.to_vec()));
+    match stream::open(Box::new(input)) {
         Ok(Opened::Stream { mut reader, .. }) => {
             let mut out = Vec::new();
             Some(reader.read_to_end(&mut out).map(|_| out))

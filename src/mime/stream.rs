@@ -12,16 +12,21 @@ use crate::error::{Error, Result};
 use base64::Engine;
 use mail_parser::{MessageParser, MimeHeaders};
 use std::io::{BufRead, Read};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 /// The most header (or text before a PEM block) read before giving up on streaming.
 pub const MAX_HEADER: usize = 256 * 1024;
 
+/// The input [`open`] reads: owned and `Send`, so that the base64 of a long message can be
+/// decoded on a second thread.
+pub type Input = Box<dyn BufRead + Send>;
+
 /// What [`open`] found.
-pub enum Opened<'r> {
+pub enum Opened {
     /// Binary CMS, read as it comes.
     Stream {
         form: InputForm,
-        reader: Box<dyn Read + 'r>,
+        reader: Box<dyn Read + Send>,
     },
     /// Not a form this reader streams: the whole input, for [`super::detect::find_cms`].
     Whole(Vec<u8>),
@@ -29,7 +34,7 @@ pub enum Opened<'r> {
 
 /// Looks at the start of `input` and returns a reader of the binary CMS inside it, or the
 /// whole input when it is in a form only the in-memory path knows.
-pub fn open<'r>(input: &'r mut dyn BufRead) -> Result<Opened<'r>> {
+pub fn open(mut input: Input) -> Result<Opened> {
     let first = input
         .fill_buf()
         .map_err(|e| Error::io("cannot read the message", e))?;
@@ -42,7 +47,7 @@ pub fn open<'r>(input: &'r mut dyn BufRead) -> Result<Opened<'r>> {
     let mut head = Vec::new();
     loop {
         let before = head.len();
-        let n = (&mut *input)
+        let n = (&mut input)
             .take((MAX_HEADER - head.len()) as u64)
             .read_until(b'\n', &mut head)
             .map_err(|e| Error::io("cannot read the message", e))?;
@@ -77,7 +82,7 @@ pub fn open<'r>(input: &'r mut dyn BufRead) -> Result<Opened<'r>> {
     whole(head, input)
 }
 
-fn whole<'r>(mut head: Vec<u8>, input: &mut dyn BufRead) -> Result<Opened<'r>> {
+fn whole(mut head: Vec<u8>, mut input: Input) -> Result<Opened> {
     input
         .read_to_end(&mut head)
         .map_err(|e| Error::io("cannot read the message", e))?;
@@ -104,32 +109,98 @@ fn is_base64_pkcs7_mime(head: &[u8]) -> bool {
     pkcs7 && base64
 }
 
+/// Decoded bytes after which the decoding moves to a worker thread (a long message, and a
+/// second core): the decryption then runs beside it instead of after it.
+const HANDOFF: u64 = 1 << 20;
+/// Decoded pieces waiting for the reader, at most.
+const QUEUED: usize = 4;
+
 /// Base64 text decoded as it is read. Whitespace anywhere is skipped; with `pem`, a `-`
 /// (the END line) ends the data. Bad base64 is an `InvalidData` error.
-struct Base64Reader<'r> {
-    input: &'r mut dyn BufRead,
-    pem: bool,
-    /// Characters read and not yet decoded (fewer than 4 between fills).
-    text: Vec<u8>,
+struct Base64Reader {
+    source: Source,
     decoded: Vec<u8>,
     at: usize,
+    produced: u64,
+    /// No worker: one core, or no thread to be had.
+    inline_only: bool,
+}
+
+/// Where decoded pieces come from.
+enum Source {
+    Here(Box<Decoder>),
+    /// A worker thread decoding ahead; the channel closes at the end of the data.
+    Worker(Receiver<std::io::Result<Vec<u8>>>),
+}
+
+/// The decoding itself: text in, bytes out, a piece at a time.
+struct Decoder {
+    input: Input,
+    pem: bool,
+    /// Characters read and not yet decoded (fewer than 4 between pieces).
+    text: Vec<u8>,
     ended: bool,
 }
 
-impl<'r> Base64Reader<'r> {
-    fn new(input: &'r mut dyn BufRead, pem: bool) -> Self {
+impl Base64Reader {
+    fn new(input: Input, pem: bool) -> Self {
         Base64Reader {
-            input,
-            pem,
-            text: Vec::new(),
+            source: Source::Here(Box::new(Decoder {
+                input,
+                pem,
+                text: Vec::new(),
+                ended: false,
+            })),
             decoded: Vec::new(),
             at: 0,
-            ended: false,
+            produced: 0,
+            inline_only: !std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
         }
     }
 
-    /// Reads the next piece of text and decodes what makes whole groups of four.
-    fn refill(&mut self) -> std::io::Result<()> {
+    /// Hands the decoder to a worker thread; keeps it here when no thread can be had.
+    fn start_worker(&mut self) {
+        let (give, take) = sync_channel::<Box<Decoder>>(1);
+        let (tx, rx) = sync_channel(QUEUED);
+        let spawned = std::thread::Builder::new()
+            .name("base64".into())
+            .spawn(move || {
+                let Ok(mut decoder) = take.recv() else {
+                    return;
+                };
+                while !decoder.ended {
+                    let mut piece = Vec::new();
+                    let sent = match decoder.next_piece(&mut piece) {
+                        Ok(()) if piece.is_empty() => continue,
+                        Ok(()) => tx.send(Ok(piece)),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // The reader is gone (an error further on): stop.
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        if spawned.is_err() {
+            self.inline_only = true;
+            return;
+        }
+        let here = std::mem::replace(&mut self.source, Source::Worker(rx));
+        if let Source::Here(decoder) = here {
+            // The worker waits for it; should it have gone, the channel reads as the end and
+            // the message as cut short.
+            let _ = give.send(decoder);
+        }
+    }
+}
+
+impl Decoder {
+    /// Reads the next piece of text and decodes into `out` what makes whole groups of four
+    /// (everything, at the end).
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         let chunk = self.input.fill_buf()?;
         let mut used = chunk.len();
         if chunk.is_empty() {
@@ -150,14 +221,12 @@ impl<'r> Base64Reader<'r> {
             start = (end + 1).min(data.len());
         }
         self.input.consume(used);
-        self.decoded.clear();
-        self.at = 0;
-        let mut decoded = self.decode();
+        let mut decoded = self.decode(out);
         if matches!(decoded, Err(base64::DecodeError::InvalidByte(_, b)) if b.is_ascii_whitespace())
         {
             self.text.retain(|c| !c.is_ascii_whitespace());
-            self.decoded.clear();
-            decoded = self.decode();
+            out.clear();
+            decoded = self.decode(out);
         }
         decoded.map_err(|e| {
             let why = match e {
@@ -173,27 +242,43 @@ impl<'r> Base64Reader<'r> {
         })
     }
 
-    /// Decodes the whole groups of four read so far (everything, at the end) into `decoded`.
-    fn decode(&mut self) -> std::result::Result<(), base64::DecodeError> {
+    /// Decodes the whole groups of four read so far (everything, at the end) into `out`.
+    fn decode(&mut self, out: &mut Vec<u8>) -> std::result::Result<(), base64::DecodeError> {
         let whole = if self.ended {
             self.text.len()
         } else {
             self.text.len() / 4 * 4
         };
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(&self.text[..whole], &mut self.decoded)?;
+        base64::engine::general_purpose::STANDARD.decode_vec(&self.text[..whole], out)?;
         self.text.drain(..whole);
         Ok(())
     }
 }
 
-impl Read for Base64Reader<'_> {
+impl Read for Base64Reader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.decoded.len() {
-            if self.ended {
-                return Ok(0);
+            if !self.inline_only
+                && self.produced >= HANDOFF
+                && matches!(self.source, Source::Here(_))
+            {
+                self.start_worker();
             }
-            self.refill()?;
+            self.at = 0;
+            self.decoded.clear();
+            match &mut self.source {
+                Source::Here(decoder) => {
+                    if decoder.ended {
+                        return Ok(0);
+                    }
+                    decoder.next_piece(&mut self.decoded)?;
+                }
+                Source::Worker(rx) => match rx.recv() {
+                    Ok(piece) => self.decoded = piece?,
+                    Err(_) => return Ok(0),
+                },
+            }
+            self.produced += self.decoded.len() as u64;
         }
         let n = buf.len().min(self.decoded.len() - self.at);
         buf[..n].copy_from_slice(&self.decoded[self.at..self.at + n]);
@@ -219,8 +304,8 @@ mod tests {
 
     fn read_all(input: &[u8]) -> (Option<InputForm>, Vec<u8>) {
         // A small buffer, so that groups of four and line ends straddle the fills.
-        let mut reader = std::io::BufReader::with_capacity(7, input);
-        match open(&mut reader).unwrap() {
+        let reader = std::io::BufReader::with_capacity(7, std::io::Cursor::new(input.to_vec()));
+        match open(Box::new(reader)).unwrap() {
             Opened::Stream { form, mut reader } => {
                 let mut out = Vec::new();
                 reader.read_to_end(&mut out).unwrap();
@@ -292,11 +377,37 @@ mod tests {
     fn bad_base64_is_an_error_not_a_panic() {
         let mail = "Content-Type: application/pkcs7-mime\r\n\
                     Content-Transfer-Encoding: base64\r\n\r\nMIIB*AAA\r\n";
-        let mut reader = std::io::BufReader::new(mail.as_bytes());
-        let Opened::Stream { mut reader, .. } = open(&mut reader).unwrap() else {
+        let reader = std::io::BufReader::new(std::io::Cursor::new(mail.as_bytes().to_vec()));
+        let Opened::Stream { mut reader, .. } = open(Box::new(reader)).unwrap() else {
             panic!("a base64 pkcs7-mime body streams");
         };
         let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    /// Past the hand-off the decoding runs on a worker: the same bytes, in order, and bad
+    /// base64 far into the message is still the error, not a short read.
+    #[test]
+    fn a_long_body_through_the_worker() {
+        let der = cms_like(3 << 20);
+        let mail = format!(
+            "Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+            wrap_base64(&der, 76, "\r\n")
+        );
+        let read = |mail: &[u8]| {
+            let reader =
+                std::io::BufReader::with_capacity(4099, std::io::Cursor::new(mail.to_vec()));
+            let Opened::Stream { mut reader, .. } = open(Box::new(reader)).unwrap() else {
+                panic!("a base64 pkcs7-mime body streams");
+            };
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        };
+        assert!(read(mail.as_bytes()).unwrap() == der);
+        let mut bad = mail.into_bytes();
+        let at = bad.len() - 1000;
+        bad[at] = b'*';
+        let err = read(&bad).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 }

@@ -83,15 +83,19 @@ pub fn with_sink<T>(
     }
 }
 
-/// The input as a buffered reader (a file, or stdin for `None`), for commands that stream it.
-pub fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead>> {
+/// The input as a buffered reader (a file, or stdin for `None`), for commands that stream it;
+/// `Send`, so that its decoding can move to another thread (`mime::stream`).
+pub fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead + Send>> {
     Ok(match path {
         Some(p) => Box::new(std::io::BufReader::with_capacity(
             256 << 10,
             std::fs::File::open(p)
                 .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?,
         )),
-        None => Box::new(std::io::stdin().lock()),
+        None => Box::new(std::io::BufReader::with_capacity(
+            256 << 10,
+            std::io::stdin(),
+        )),
     })
 }
 

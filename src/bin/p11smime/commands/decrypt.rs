@@ -33,18 +33,19 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         ));
     }
     io::check_distinct(input_path.as_deref(), args.output.as_deref())?;
-    let mut reader = io::open_input(input_path.as_deref().filter(|_| !from_stdin))?;
+    let reader = io::open_input(input_path.as_deref().filter(|_| !from_stdin))?;
     // A binary CMS message (DER or BER), PEM, or a mail whose body is the base64 of one, is
     // decrypted as it is read, in constant memory; other forms and the modes that need the
     // whole message are read whole.
     let input = if args.unwrap || args.message {
+        let mut reader = reader;
         let mut input = Vec::new();
         reader
             .read_to_end(&mut input)
             .map_err(|e| Error::io("cannot read the message", e))?;
         input
     } else {
-        match stream::open(&mut reader)? {
+        match stream::open(reader)? {
             Opened::Stream { form, mut reader } => {
                 return decrypt_stream(&args, pin.as_ref(), key.as_ref(), &mut reader, form);
             }
