@@ -9,6 +9,7 @@
 mod common;
 use common::*;
 
+use base64::Engine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -198,6 +199,20 @@ fn a_message_broken_at_its_end_lets_no_plaintext_out() {
         ("GCM with a changed tag", bad_tag, 3),
         ("truncated GCM", gcm[..gcm.len() / 3].to_vec(), 3),
     ];
+    // The forms read whole (here bare base64) keep the same rule: a padding found bad at the
+    // very end (the padding-length byte flipped through the block before it) lets nothing out.
+    let mut bad_padding = cbc.clone();
+    let at = bad_padding.len() - 17;
+    bad_padding[at] ^= 0x01;
+    let text = base64::engine::general_purpose::STANDARD.encode(&bad_padding);
+    let msg = big.token.write("bad-padding.b64", text.as_bytes());
+    let out = big.decrypt_stdin(&msg);
+    assert_fails(&out, 3, "bad padding, base64 read whole");
+    assert!(
+        out.stdout.is_empty(),
+        "bad padding, base64 read whole: {} bytes reached stdout",
+        out.stdout.len()
+    );
     for (what, bytes, code) in broken {
         let msg = big.token.write("broken.p7m", &bytes);
         let out = big.decrypt_file(&msg, None);

@@ -62,19 +62,41 @@ struct Core {
     /// Ciphertext bytes not yet hashed (less than a block).
     partial: Zeroizing<Vec<u8>>,
     ciphertext_len: u64,
+    /// More content than one GCM key and nonce may cover: nothing more is processed and the
+    /// tag fails.
+    too_long: bool,
 }
 
+/// SP 800-38D's bound on one message, (2^32 - 2) blocks: past it the 32-bit counter would
+/// wrap (and the `ctr` crate panics).
+const MAX_CONTENT: u64 = ((1u64 << 32) - 2) * 16;
+
 impl Core {
-    /// Hashes `data` (ciphertext) and decrypts it in place.
-    fn decrypt(&mut self, data: &mut [u8]) {
-        self.hash(data);
-        self.keystream.apply(data);
+    /// Whether `n` more bytes stay within [`MAX_CONTENT`]; marks the stream failed if not.
+    fn room_for(&mut self, n: usize) -> bool {
+        if self.too_long || self.ciphertext_len.saturating_add(n as u64) > MAX_CONTENT {
+            self.too_long = true;
+        }
+        !self.too_long
     }
 
-    /// Encrypts `data` in place and hashes the ciphertext.
-    fn encrypt(&mut self, data: &mut [u8]) {
+    /// Hashes `data` (ciphertext) and decrypts it in place.
+    fn decrypt(&mut self, data: &mut [u8]) {
+        if self.room_for(data.len()) {
+            self.hash(data);
+            self.keystream.apply(data);
+        }
+    }
+
+    /// Encrypts `data` in place and hashes the ciphertext; `false` (and `data` left as it
+    /// was) past [`MAX_CONTENT`].
+    fn encrypt(&mut self, data: &mut [u8]) -> bool {
+        if !self.room_for(data.len()) {
+            return false;
+        }
         self.keystream.apply(data);
         self.hash(data);
+        true
     }
 
     fn hash(&mut self, ciphertext: &[u8]) {
@@ -244,6 +266,7 @@ impl GcmStream {
                 ghash: Ghash::new(&h),
                 partial: Zeroizing::new(Vec::with_capacity(16)),
                 ciphertext_len: 0,
+                too_long: false,
             })),
             h,
             tag_mask,
@@ -262,11 +285,22 @@ impl GcmStream {
     }
 
     /// Encrypts `data` in place and hashes the ciphertext, on this thread; [`GcmStream::tag`]
-    /// gives the tag at the end.
-    pub fn encrypt(&mut self, data: &mut [u8]) {
+    /// gives the tag at the end. Refused past SP 800-38D's bound of 64 GiB per message.
+    pub fn encrypt(&mut self, data: &mut [u8]) -> Result<()> {
         match &mut self.engine {
-            Engine::Here(core) => core.encrypt(data),
-            _ => self.engine = Engine::Gone,
+            Engine::Here(core) => {
+                if core.encrypt(data) {
+                    Ok(())
+                } else {
+                    Err(Error::Unsupported(
+                        "AES-GCM content over 64 GiB (use an AES-CBC cipher)".into(),
+                    ))
+                }
+            }
+            _ => {
+                self.engine = Engine::Gone;
+                Err(Error::DecryptFailed)
+            }
         }
     }
 
@@ -332,8 +366,12 @@ impl GcmStream {
             mut ghash,
             partial,
             ciphertext_len,
+            too_long,
             ..
         } = *core;
+        if too_long {
+            return Err(Error::DecryptFailed);
+        }
         if !partial.is_empty() {
             ghash.update_padded(&partial);
         }
@@ -478,7 +516,7 @@ mod tests {
                 let mut got = plain.clone();
                 let mut gcm = GcmStream::new(key, &nonce, 16).unwrap();
                 for chunk in got.chunks_mut(piece) {
-                    gcm.encrypt(chunk);
+                    gcm.encrypt(chunk).unwrap();
                 }
                 assert!(got == want, "len {len} piece {piece}");
                 assert_eq!(gcm.tag(b"").unwrap().to_vec(), want_tag);
@@ -525,5 +563,32 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(matches!(open(&bad).1, Err(Error::DecryptFailed)));
+    }
+
+    /// Past SP 800-38D's 64 GiB a message is refused, not wrapped (or a panic in `ctr`):
+    /// encryption says so and leaves the data as it was; decryption fails its tag.
+    #[test]
+    fn past_64_gib_is_refused() {
+        let near_the_end = |gcm: &mut GcmStream| {
+            if let Engine::Here(core) = &mut gcm.engine {
+                core.ciphertext_len = MAX_CONTENT - 16;
+            }
+        };
+        let mut gcm = GcmStream::new(&[1u8; 16], &[2u8; 12], 16).unwrap();
+        near_the_end(&mut gcm);
+        let mut data = [7u8; 32];
+        assert!(matches!(gcm.encrypt(&mut data), Err(Error::Unsupported(_))));
+        assert_eq!(data, [7u8; 32]);
+        assert!(gcm.tag(b"").is_err());
+        let mut gcm = GcmStream::new(&[1u8; 16], &[2u8; 12], 16).unwrap();
+        near_the_end(&mut gcm);
+        let mut data = [7u8; 16];
+        gcm.decrypt(&mut data);
+        assert!(matches!(&gcm.engine, Engine::Here(c) if !c.too_long));
+        let mut more = [7u8; 1];
+        gcm.decrypt(&mut more);
+        assert_eq!(more, [7u8; 1], "nothing decrypted past the bound");
+        assert!(matches!(&gcm.engine, Engine::Here(c) if c.too_long));
+        assert!(gcm.finish(b"", &[0u8; 16]).is_err());
     }
 }

@@ -157,7 +157,9 @@ impl<W: Write> Sealer<W> {
     fn encrypt_pending(&mut self) -> std::io::Result<()> {
         match &mut self.mode {
             Mode::Cbc(cbc) => cbc.encrypt(&mut self.pending),
-            Mode::Gcm(gcm) => gcm.encrypt(&mut self.pending),
+            Mode::Gcm(gcm) => gcm
+                .encrypt(&mut self.pending)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
         }
         self.out.write_all(&self.pending)?;
         self.pending.clear();

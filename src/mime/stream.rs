@@ -129,8 +129,11 @@ struct Base64Reader {
 /// Where decoded pieces come from.
 enum Source {
     Here(Box<Decoder>),
-    /// A worker thread decoding ahead; the channel closes at the end of the data.
-    Worker(Receiver<std::io::Result<Vec<u8>>>),
+    /// A worker thread decoding ahead: pieces, then `None` at the end of the data. A channel
+    /// closed before that is an error, never a clean end.
+    Worker(Receiver<std::io::Result<Option<Vec<u8>>>>),
+    /// The worker's data ended: every read from here on is the end.
+    Done,
 }
 
 /// The decoding itself: text in, bytes out, a piece at a time.
@@ -172,7 +175,8 @@ impl Base64Reader {
                     let mut piece = Vec::new();
                     let sent = match decoder.next_piece(&mut piece) {
                         Ok(()) if piece.is_empty() => continue,
-                        Ok(()) => tx.send(Ok(piece)),
+                        Ok(()) => tx.send(Ok(Some(piece))),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => {
                             let _ = tx.send(Err(e));
                             return;
@@ -183,6 +187,7 @@ impl Base64Reader {
                         return;
                     }
                 }
+                let _ = tx.send(Ok(None));
             });
         if spawned.is_err() {
             self.inline_only = true;
@@ -190,8 +195,8 @@ impl Base64Reader {
         }
         let here = std::mem::replace(&mut self.source, Source::Worker(rx));
         if let Source::Here(decoder) = here {
-            // The worker waits for it; should it have gone, the channel reads as the end and
-            // the message as cut short.
+            // The worker waits for it; should it have gone, the closed channel reads as an
+            // error.
             let _ = give.send(decoder);
         }
     }
@@ -227,6 +232,10 @@ impl Decoder {
             self.text.retain(|c| !c.is_ascii_whitespace());
             out.clear();
             decoded = self.decode(out);
+        }
+        if decoded.is_err() {
+            // Nothing half-decoded is ever handed on.
+            out.clear();
         }
         decoded.map_err(|e| {
             let why = match e {
@@ -273,9 +282,20 @@ impl Read for Base64Reader {
                     }
                     decoder.next_piece(&mut self.decoded)?;
                 }
+                Source::Done => return Ok(0),
                 Source::Worker(rx) => match rx.recv() {
-                    Ok(piece) => self.decoded = piece?,
-                    Err(_) => return Ok(0),
+                    Ok(Ok(Some(piece))) => self.decoded = piece,
+                    Ok(Ok(None)) => {
+                        self.source = Source::Done;
+                        return Ok(0);
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the message's base64 could not be read to its end",
+                        ));
+                    }
                 },
             }
             self.produced += self.decoded.len() as u64;
@@ -401,7 +421,14 @@ mod tests {
                 panic!("a base64 pkcs7-mime body streams");
             };
             let mut out = Vec::new();
-            reader.read_to_end(&mut out).map(|_| out)
+            let result = reader.read_to_end(&mut out).map(|_| out);
+            // The end stays the end; an error stays an error, with no bytes after it.
+            let mut more = [0u8; 16];
+            match &result {
+                Ok(_) => assert_eq!(reader.read(&mut more).unwrap(), 0),
+                Err(_) => assert!(!matches!(reader.read(&mut more), Ok(n) if n > 0)),
+            }
+            result
         };
         assert!(read(mail.as_bytes()).unwrap() == der);
         let mut bad = mail.into_bytes();

@@ -62,6 +62,7 @@ pub fn encrypt_file(
         OutForm::Der => {
             let mut sealer = sealing.seal(plan.len, &mut out)?;
             plan.write_to(file, &mut sealer)?;
+            unchanged(file, &meta)?;
             sealer.finish()?;
         }
         OutForm::Pem | OutForm::Message => {
@@ -75,12 +76,36 @@ pub fn encrypt_file(
             out.write_all(&head).map_err(write_err)?;
             let mut sealer = sealing.seal(plan.len, Base64Lines::new(&mut out, eol))?;
             plan.write_to(file, &mut sealer)?;
+            unchanged(file, &meta)?;
             sealer.finish()?.finish().map_err(write_err)?;
             out.write_all(tail).map_err(write_err)?;
         }
     }
     out.flush().map_err(write_err)?;
     Ok(chosen.outcome(request))
+}
+
+/// The file as it was when planned: same length, modification and change times. Checked after
+/// the second reading and before the last block or the tag is written, so that a file edited
+/// in place between the passes (same length, other bytes) ends in an error and an output that
+/// is visibly incomplete, not in a valid envelope of a mix of both versions.
+fn unchanged(file: &File, before: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let now = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read the input", e))?;
+    let same = now.len() == before.len()
+        && now.mtime() == before.mtime()
+        && now.mtime_nsec() == before.mtime_nsec()
+        && now.ctime() == before.ctime()
+        && now.ctime_nsec() == before.ctime_nsec();
+    if same {
+        Ok(())
+    } else {
+        Err(Error::BadInput(
+            "the input changed while it was being encrypted: the output is incomplete".into(),
+        ))
+    }
 }
 
 /// Encrypts the message read from `reader` (stdin): held in memory when short, else spooled to
@@ -106,4 +131,26 @@ pub fn encrypt_reader(
     drop(head);
     std::io::copy(reader, &mut spool).map_err(read_err)?;
     encrypt_file(keys, &spool, request, out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    /// A same-length edit in place between the passes is seen (the change time moves even
+    /// when the writer puts the modification time back).
+    #[test]
+    fn an_edit_in_place_is_seen() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'a'; 4096]).unwrap();
+        let before = file.metadata().unwrap();
+        unchanged(&file, &before).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        file.write_all_at(b"b", 100).unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), before.len());
+        assert!(matches!(unchanged(&file, &before), Err(Error::BadInput(_))));
+    }
 }

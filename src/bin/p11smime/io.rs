@@ -2,7 +2,7 @@
 //! the output to stdout or to a file that appears, mode 0600, only when the command succeeded.
 
 use p11smime::output::AtomicFile;
-use p11smime::smime::Sink;
+use p11smime::smime::{Sink, Spool};
 use p11smime::{Error, Result};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,6 +59,24 @@ pub fn with_output<T>(
             Ok(value)
         }
     }
+}
+
+/// As [`with_output`], with what goes to stdout held (a spool: memory, then an anonymous 0600
+/// temporary file) until `produce` succeeded: nothing of a failed run (a CBC padding found
+/// bad at the end, a card pulled before the signature) reaches a pipe.
+pub fn with_held_output<T>(
+    output: Option<&PathBuf>,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
+    with_sink(output, |sink| match sink {
+        Sink::Staged(file) => produce(file),
+        Sink::Visible(stdout) => {
+            let mut spool = Spool::new();
+            let value = produce(&mut spool)?;
+            spool.release(stdout)?;
+            Ok(value)
+        }
+    })
 }
 
 /// As [`with_output`], telling `produce` whether its output is seen as it is written (stdout)

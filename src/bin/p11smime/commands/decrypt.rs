@@ -81,7 +81,8 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let outcome = io::with_output(args.output.as_ref(), |out| {
+    // Held until the padding or tag at the end is checked, as on the streaming path.
+    let outcome = io::with_held_output(args.output.as_ref(), |out| {
         if !args.message {
             return smime::decrypt(keys.access(), &input, &request, out);
         }

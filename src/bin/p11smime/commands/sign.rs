@@ -69,7 +69,8 @@ pub fn run(args: SignArgs) -> Result<()> {
             as_is: args.as_is,
         },
     };
-    let outcome = io::with_output(args.output.as_ref(), |out| match &input {
+    // Held until signed: a large clear-signed mail is written before the token signs it.
+    let outcome = io::with_held_output(args.output.as_ref(), |out| match &input {
         Some(file) => smime::sign_file(keys.access(), file, &request, out),
         None => smime::sign_reader(keys.access(), &mut std::io::stdin().lock(), &request, out),
     })?;
