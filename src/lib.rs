@@ -40,6 +40,8 @@ pub mod pin;
 pub mod readers;
 pub mod revocation;
 pub mod smime;
+#[cfg(test)]
+mod test_support;
 pub mod token;
 pub mod trust;
 

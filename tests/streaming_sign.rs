@@ -10,42 +10,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::large::{entity_of, mail_with_attachment, text};
 use common::*;
 
-use p11smime::mime::{canon, compose};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// 24 MiB: three times the threshold of the two-pass path (8 MiB).
 const SIZE: usize = 24 << 20;
-
-/// What the in-memory path signs for `raw`.
-fn entity_of(raw: &[u8], as_is: bool) -> Vec<u8> {
-    if as_is {
-        return canon::to_crlf(raw);
-    }
-    canon::transport_safe(compose::split_message(raw).1).to_bytes()
-}
-
-fn text(len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 100);
-    let mut i = 0u64;
-    while out.len() < len {
-        out.extend_from_slice(
-            format!("line {i} of plain ASCII text, nothing to encode\n").as_bytes(),
-        );
-        i += 1;
-    }
-    out
-}
-
-fn mail_with_attachment(binary: &[u8]) -> Vec<u8> {
-    let mut m = b"From: alice@example.test\nTo: bob@example.test\nSubject: big\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain; charset=utf-8\n\nGr\xc3\xbc\xc3\x9fe, see attached\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n".to_vec();
-    m.extend_from_slice(binary);
-    m.extend_from_slice(b"\n--b1--\n");
-    m
-}
 
 /// Runs `cmd`, with the file `stdin` piped in when given; insists it worked.
 fn run_piped(cmd: &mut Command, stdin: Option<&Path>) -> Output {

@@ -129,6 +129,7 @@ mod tests {
     use crate::cms::stream::tests_support::to_ber;
     use crate::error::Error;
     use crate::keyops::{KeyError, SignAlg};
+    use crate::test_support::Trickle;
 
     /// A key that signs with made-up bytes: only the structure matters here.
     struct Scribble;
@@ -186,15 +187,6 @@ mod tests {
 
     /// Reads `msg` with a reader that gives out `step` bytes at a time.
     fn streamed(msg: &[u8], step: usize) -> Result<(Vec<u8>, Vec<HashAlg>, SignedMessage)> {
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.0.len().min(self.1).min(buf.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let mut input = Trickle(msg, step);
         let stream = SignedStream::open(&mut input)?;
         let algs = stream.digest_algorithms.clone();

@@ -417,6 +417,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::cms::envelope::Envelope;
+    use crate::test_support::Trickle;
 
     /// An EnvelopedData with one KTRI recipient, AES-128-CBC, content "0123456789abcdef"
     /// (16 bytes of ciphertext made up: only the structure matters here).
@@ -426,15 +427,6 @@ mod tests {
 
     /// Reads `msg` through the stream with a reader that gives out `step` bytes at a time.
     fn streamed(msg: &[u8], step: usize) -> Result<(Vec<u8>, Trailer, usize)> {
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.0.len().min(self.1).min(buf.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let mut input = Trickle(msg, step);
         let env = EnvelopeStream::open(&mut input)?;
         let recipients = env.recipients.len();

@@ -252,60 +252,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::certinfo;
-    use crate::cms::digest::digest;
-    use crate::keyops::{HashAlg, KeyError, RsaPadding, SignAlg};
+    use crate::keyops::HashAlg;
+    use crate::test_support::{Alice, fixture};
     use der::Encode;
-    use rsa::pkcs8::DecodePrivateKey;
-    use zeroize::Zeroizing;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/softhsm-fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
-
-    /// Alice's signing key in software (RSA PKCS#1 v1.5: deterministic).
-    struct Alice(rsa::RsaPrivateKey);
-
-    impl KeyBackend for Alice {
-        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
-            Ok(Vec::new())
-        }
-        fn rsa_decrypt(
-            &mut self,
-            _: &[u8],
-            _: &RsaPadding,
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn rsa_raw(
-            &mut self,
-            _: &[u8],
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn sign(
-            &mut self,
-            _: &[u8],
-            alg: SignAlg,
-            tbs: &[u8],
-        ) -> std::result::Result<Vec<u8>, KeyError> {
-            let scheme = match alg {
-                SignAlg::RsaPkcs1v15(HashAlg::Sha256) => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                SignAlg::RsaPkcs1v15(HashAlg::Sha512) => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-                _ => return Err(KeyError::Unsupported("this digest".into())),
-            };
-            let md = digest(alg.hash(), &[tbs]);
-            self.0.sign(scheme, &md).map_err(|_| KeyError::Failed)
-        }
-    }
 
     fn key_cert(name: &str, id: u8) -> KeyCertificate {
-        let certificate = certinfo::load_certificates(&fixture(name))
+        let certificate = certinfo::load_certificates(&std::fs::read(fixture(name)).unwrap())
             .unwrap()
             .remove(0);
         KeyCertificate {
@@ -339,8 +291,7 @@ mod tests {
     /// writes, in every form: the same digest, definite lengths, base64 lines and headers.
     #[test]
     fn both_paths_write_the_same_bytes() {
-        let key = String::from_utf8(fixture("alice-sign.key.pem")).unwrap();
-        let mut alice = Alice(rsa::RsaPrivateKey::from_pkcs8_pem(&key).unwrap());
+        let mut alice = Alice::new();
         let certs = [key_cert("alice-sign.pem", 1), key_cert("alice-enc.pem", 2)];
         let binary: Vec<u8> = (0..200_000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -385,8 +336,7 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_refused() {
-        let key = String::from_utf8(fixture("alice-sign.key.pem")).unwrap();
-        let mut alice = Alice(rsa::RsaPrivateKey::from_pkcs8_pem(&key).unwrap());
+        let mut alice = Alice::new();
         let certs = [key_cert("alice-sign.pem", 1)];
         let params = SignParams {
             key: None,

@@ -401,55 +401,13 @@ fn has_bare_lf(data: &[u8]) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::keyops::{KeyBackend, KeyCertificate, KeyError, RsaPadding, SignAlg};
+    use crate::keyops::SignAlg;
     use crate::revocation::{Revocation, RevocationMode};
-    use rsa::pkcs8::DecodePrivateKey;
-    use std::path::PathBuf;
-    use zeroize::Zeroizing;
-
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm-fixtures")).join(name)
-    }
-
-    /// Alice's signing key in software.
-    struct Alice(rsa::RsaPrivateKey);
-
-    impl KeyBackend for Alice {
-        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
-            Ok(Vec::new())
-        }
-        fn rsa_decrypt(
-            &mut self,
-            _: &[u8],
-            _: &RsaPadding,
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn rsa_raw(
-            &mut self,
-            _: &[u8],
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn sign(
-            &mut self,
-            _: &[u8],
-            _: SignAlg,
-            tbs: &[u8],
-        ) -> std::result::Result<Vec<u8>, KeyError> {
-            let digest = crate::cms::digest::digest(HashAlg::Sha256, &[tbs]);
-            self.0
-                .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
-                .map_err(|_| KeyError::Failed)
-        }
-    }
+    use crate::test_support::{Alice, fixture};
 
     /// Opaque signed-data by alice (SHA-256), DER.
     fn signed(content: &[u8]) -> Vec<u8> {
-        let key = std::fs::read_to_string(fixture("alice-sign.key.pem")).unwrap();
-        let mut alice = Alice(rsa::RsaPrivateKey::from_pkcs8_pem(&key).unwrap());
+        let mut alice = Alice::new();
         let cert = std::fs::read(fixture("alice-sign.pem")).unwrap();
         let cert = certinfo::load_certificates(&cert).unwrap().remove(0);
         let req = crate::cms::signed::SignRequest {

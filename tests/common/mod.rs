@@ -9,6 +9,7 @@
 
 pub mod fault;
 pub mod gpgsm;
+pub mod large;
 pub mod loopback;
 pub mod mime;
 pub mod nss;
