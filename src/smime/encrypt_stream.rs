@@ -11,6 +11,7 @@
 use super::encrypt::{EncryptOutcome, EncryptRequest, encrypt, recipients, smime_type};
 use super::keys::KeyAccess;
 use super::sign::OutForm;
+use super::spool::{Held, hold};
 use crate::cms::encrypt as cmsencrypt;
 use crate::error::{Error, Result};
 use crate::mime::compose;
@@ -116,21 +117,10 @@ pub fn encrypt_reader(
     request: &EncryptRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<EncryptOutcome> {
-    let read_err = |e| Error::io("cannot read the input", e);
-    let mut head = Vec::new();
-    reader
-        .take(STREAM_THRESHOLD)
-        .read_to_end(&mut head)
-        .map_err(read_err)?;
-    if (head.len() as u64) < STREAM_THRESHOLD {
-        return encrypt(keys, &head, request, out);
+    match hold(reader, STREAM_THRESHOLD)? {
+        Held::Memory(input) => encrypt(keys, &input, request, out),
+        Held::File(file) => encrypt_file(keys, &file, request, out),
     }
-    let spool_err = |e| Error::io("cannot write the temporary spool file", e);
-    let mut spool = tempfile::tempfile().map_err(spool_err)?;
-    spool.write_all(&head).map_err(spool_err)?;
-    drop(head);
-    std::io::copy(reader, &mut spool).map_err(read_err)?;
-    encrypt_file(keys, &spool, request, out)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use super::sign::{
     OutForm, SignOutcome, SignParams, SignRequest, Signing, empty, micalg, sign, sign_core_at,
     with_token, write_err,
 };
+use super::spool::{Held, hold};
 use crate::cms::digest_pipe::DigestPipe;
 use crate::cms::signed::{self, Framed};
 use crate::error::{Error, Result};
@@ -62,21 +63,10 @@ pub fn sign_reader(
     request: &SignRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<SignOutcome> {
-    let read_err = |e| Error::io("cannot read the input", e);
-    let mut head = Vec::new();
-    reader
-        .take(STREAM_THRESHOLD)
-        .read_to_end(&mut head)
-        .map_err(read_err)?;
-    if (head.len() as u64) < STREAM_THRESHOLD {
-        return sign(keys, &head, request, out);
+    match hold(reader, STREAM_THRESHOLD)? {
+        Held::Memory(input) => sign(keys, &input, request, out),
+        Held::File(file) => sign_file(keys, &file, request, out),
     }
-    let spool_err = |e| Error::io("cannot write the temporary spool file", e);
-    let mut spool = tempfile::tempfile().map_err(spool_err)?;
-    spool.write_all(&head).map_err(spool_err)?;
-    drop(head);
-    std::io::copy(reader, &mut spool).map_err(read_err)?;
-    sign_file(keys, &spool, request, out)
 }
 
 /// Where the two-pass path starts, and the signing time (both fixed in tests).

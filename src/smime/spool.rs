@@ -92,6 +92,34 @@ impl Write for Spool {
     }
 }
 
+/// An input read from a pipe (stdin) for a command that reads a large input twice.
+pub enum Held {
+    /// All of it, shorter than the threshold.
+    Memory(Vec<u8>),
+    /// All of it in an anonymous 0600 temporary file (as [`Spool`]'s), to be read from there.
+    File(std::fs::File),
+}
+
+/// Reads `reader` whole: into memory when shorter than `threshold`, else into an anonymous
+/// temporary file, so that a two-pass command (`encrypt`, `sign`) can read it again.
+pub fn hold(reader: &mut dyn Read, threshold: u64) -> Result<Held> {
+    let read_err = |e| Error::io("cannot read the input", e);
+    let mut head = Vec::new();
+    reader
+        .take(threshold)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    if (head.len() as u64) < threshold {
+        return Ok(Held::Memory(head));
+    }
+    let spool_err = |e| Error::io("cannot write the temporary spool file", e);
+    let mut file = tempfile::tempfile().map_err(spool_err)?;
+    file.write_all(&head).map_err(spool_err)?;
+    drop(head);
+    std::io::copy(reader, &mut file).map_err(read_err)?;
+    Ok(Held::File(file))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
