@@ -10,9 +10,8 @@ mod common;
 use common::*;
 
 use base64::Engine;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 /// 24 MiB: more than the in-memory part of the spool (4 MiB) and many read buffers.
 const SIZE: usize = 24 << 20;
@@ -59,22 +58,10 @@ impl Big {
     }
 
     fn decrypt_stdin(&self, msg: &Path) -> Output {
-        let mut child = self
-            .token
-            .p11smime(&["decrypt", "--pin", "env:TEST_PIN"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let data = std::fs::read(msg).unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        output_with_stdin(
+            &mut self.token.p11smime(&["decrypt", "--pin", "env:TEST_PIN"]),
+            msg,
+        )
     }
 
     fn assert_same(&self, got: &[u8], what: &str) {

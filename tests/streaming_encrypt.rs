@@ -12,9 +12,7 @@ mod common;
 use common::large::{entity_of, mail_with_attachment, text};
 use common::*;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// 24 MiB: three times the threshold of the two-pass path (8 MiB).
 const SIZE: usize = 24 << 20;
@@ -36,18 +34,7 @@ fn encrypt(token: &TestToken, input: &Path, stdin: bool, opts: &[&str], to: &Pat
     }
     let mut cmd = token.p11smime(&args);
     let out = if stdin {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let data = std::fs::read(input).unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || pipe.write_all(&data));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
-        out
+        output_with_stdin(&mut cmd, input)
     } else {
         cmd.output().unwrap()
     };

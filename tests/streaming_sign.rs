@@ -13,7 +13,6 @@ mod common;
 use common::large::{entity_of, mail_with_attachment, text};
 use common::*;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -25,17 +24,7 @@ fn run_piped(cmd: &mut Command, stdin: Option<&Path>) -> Output {
     let Some(input) = stdin else {
         return run_ok(cmd);
     };
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let data = std::fs::read(input).unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || pipe.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let out = output_with_stdin(cmd, input);
     assert!(out.status.success(), "{}", report(&out));
     out
 }

@@ -11,7 +11,6 @@
 mod common;
 use common::*;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -81,16 +80,7 @@ impl Big {
         let Some(msg) = stdin else {
             return cmd.stdin(Stdio::null()).output().unwrap();
         };
-        let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-        let data = std::fs::read(msg).unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        // The verifier may stop reading early (a broken message): a closed pipe is fine.
-        let writer = std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        output_with_stdin(&mut cmd, msg)
     }
 
     fn assert_content(&self, got: &[u8], what: &str) {

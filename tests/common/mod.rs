@@ -178,6 +178,26 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
+/// Runs `cmd` with the file `input` written to its stdin from another thread (a large input
+/// would fill the pipe while the command writes its output); its output. A command that stops
+/// reading early (a broken message) closes the pipe: that is not an error here.
+pub fn output_with_stdin(cmd: &mut Command, input: &Path) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = std::fs::read(input).unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut pipe, &data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
 /// `openssl ARGS` with `input` on stdin; its stdout, insisting it worked.
 pub fn openssl_piped(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut child = Command::new(require("openssl", "openssl"))
