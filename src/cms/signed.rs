@@ -350,40 +350,7 @@ fn signed_data(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::keyops::{KeyCertificate, RsaPadding};
-    use zeroize::Zeroizing;
-
-    /// "Signs" with a digest of what it is given: deterministic, enough for the structure.
-    struct Fake;
-
-    impl KeyBackend for Fake {
-        fn certificates(&mut self) -> Result<Vec<KeyCertificate>> {
-            Ok(Vec::new())
-        }
-        fn rsa_decrypt(
-            &mut self,
-            _: &[u8],
-            _: &RsaPadding,
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn rsa_raw(
-            &mut self,
-            _: &[u8],
-            _: &[u8],
-        ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyError> {
-            Err(KeyError::Failed)
-        }
-        fn sign(
-            &mut self,
-            _: &[u8],
-            _: SignAlg,
-            tbs: &[u8],
-        ) -> std::result::Result<Vec<u8>, KeyError> {
-            Ok(digest(HashAlg::Sha512, &[tbs]))
-        }
-    }
+    use crate::test_support::Alice;
 
     /// The framed SignedData, content put between head and tail, is byte for byte what the
     /// `cms` types encode in one piece, for lengths around the DER length-of-length steps.
@@ -409,9 +376,9 @@ mod tests {
                     extra_certs: std::slice::from_ref(&cert),
                     signing_time: at,
                 };
-                let whole = sign(&mut Fake, &req).unwrap();
+                let whole = sign(&mut Alice::new(), &req).unwrap();
                 let md = digest(HashAlg::Sha256, &[&content]);
-                let framed = sign_hashed(&mut Fake, &req, &md, len as u64).unwrap();
+                let framed = sign_hashed(&mut Alice::new(), &req, &md, len as u64).unwrap();
                 let mut got = framed.head;
                 if !detached {
                     got.extend_from_slice(&content);

@@ -20,7 +20,10 @@ pub fn transport_safe(e: Entity) -> Entity {
     safe_at(e, 0)
 }
 
-fn safe_at(mut e: Entity, depth: usize) -> Entity {
+/// An entity's Content-Type (RFC 2045's default when absent), its transfer encoding in lower
+/// case ("7bit" when absent) and its bare media type: what [`transport_safe`] decides on, and
+/// the planner (`super::plan`) with it.
+pub(crate) fn content_kind(e: &Entity) -> (String, String, String) {
     let ctype = e
         .header("Content-Type")
         .map(|h| h.value())
@@ -30,6 +33,11 @@ fn safe_at(mut e: Entity, depth: usize) -> Entity {
         .map(|h| h.value().to_ascii_lowercase())
         .unwrap_or_else(|| "7bit".into());
     let mtype = entity::mime_type(&ctype);
+    (ctype, cte, mtype)
+}
+
+fn safe_at(mut e: Entity, depth: usize) -> Entity {
+    let (ctype, cte, mtype) = content_kind(&e);
     let is_text = mtype.starts_with("text/");
 
     if e.header("Content-Type").is_none() {

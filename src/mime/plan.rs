@@ -11,7 +11,7 @@
 //! A header field or multipart delimiter line longer than [`LINE_LIMIT`] cannot be planned in
 //! bounded memory; then [`Plan::message`] answers `None` and the caller reads the input whole.
 
-use super::canon::{LineCheck, MAX_NESTING, TextCheck};
+use super::canon::{self, LineCheck, MAX_NESTING, TextCheck};
 use super::encode::{Base64Lines, Count, Crlf, QuotedPrintable};
 use super::entity::{self, Entity, Header, LineKind};
 use crate::error::{Error, Result};
@@ -420,15 +420,7 @@ impl Planner<'_> {
             headers,
             body: Vec::new(),
         };
-        let ctype = e
-            .header("Content-Type")
-            .map(|h| h.value())
-            .unwrap_or_else(|| "text/plain; charset=us-ascii".into());
-        let cte = e
-            .header("Content-Transfer-Encoding")
-            .map(|h| h.value().to_ascii_lowercase())
-            .unwrap_or_else(|| "7bit".into());
-        let mtype = entity::mime_type(&ctype);
+        let (ctype, cte, mtype) = canon::content_kind(&e);
         let is_text = mtype.starts_with("text/");
         let mut scan = None;
         if e.header("Content-Type").is_none() {
